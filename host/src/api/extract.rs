@@ -1,0 +1,192 @@
+//! Extractors that turn a request into validated input, or into the standard's error envelope.
+
+use axum::body::Bytes;
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::AppState;
+use super::error::{ApiError, ErrorCode};
+use crate::domain::Caller;
+use crate::schema::Schemas;
+
+pub const AUTH_HEADER: &str = "X-Auth-Token";
+
+/// Names the schema file (in `schemas/`) that validates a request type.
+pub trait RequestSchema {
+    const FILE: &'static str;
+}
+
+/// Implements `RequestSchema` for request types: `schema!(Type => "file.json", …)`.
+macro_rules! request_schemas {
+    ($($ty:ty => $file:literal),* $(,)?) => {
+        $(impl $crate::api::extract::RequestSchema for $ty {
+            const FILE: &'static str = $file;
+        })*
+    };
+}
+pub(crate) use request_schemas;
+
+fn validate(schemas: &Schemas, file: &str, value: &Value) -> Result<(), ApiError> {
+    let violations = schemas.validate(file, value);
+    if violations.is_empty() {
+        return Ok(());
+    }
+    let detail: Vec<String> = violations.iter().map(ToString::to_string).collect();
+    Err(ApiError::invalid(format!(
+        "request does not match its schema: {}",
+        detail.join("; ")
+    )))
+}
+
+/// A JSON body checked against its schema, then deserialised.
+///
+/// A missing Content-Type counts as JSON (the standard's default); any other type is refused.
+pub struct ValidJson<T>(pub T);
+
+pub fn is_json_content_type(value: Option<&str>) -> bool {
+    let Some(value) = value else { return true };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+impl<T, S> FromRequest<S> for ValidJson<T>
+where
+    T: DeserializeOwned + RequestSchema,
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or("invalid"));
+        if !is_json_content_type(content_type) {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                format!(
+                    "Content-Type must be application/json, not '{}'",
+                    content_type.unwrap_or_default()
+                ),
+            ));
+        }
+        let app = AppState::from_ref(state);
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!(
+                        "request body exceeds the limit of {} bytes",
+                        app.config.max_json_body
+                    ),
+                )
+            } else {
+                ApiError::invalid(format!("could not read the request body: {rejection}"))
+            }
+        })?;
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::invalid(format!("malformed JSON: {e}")))?;
+        validate(&app.schemas, T::FILE, &value)?;
+        serde_json::from_value(value)
+            .map(ValidJson)
+            .map_err(|e| ApiError::invalid(format!("request body: {e}")))
+    }
+}
+
+/// Query-string parameters checked against their schema (every value a string), then
+/// deserialised.
+pub struct ValidQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ValidQuery<T>
+where
+    T: DeserializeOwned + RequestSchema,
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+            .map_err(|e| ApiError::invalid(format!("malformed query string: {e}")))?;
+        let mut object = Map::new();
+        for (key, value) in pairs {
+            if object.insert(key.clone(), Value::String(value)).is_some() {
+                return Err(ApiError::invalid(format!(
+                    "/{key}: query parameter given more than once"
+                )));
+            }
+        }
+        let app = AppState::from_ref(state);
+        validate(&app.schemas, T::FILE, &Value::Object(object))?;
+        serde_urlencoded::from_str(query)
+            .map(ValidQuery)
+            .map_err(|e| ApiError::invalid(format!("query string: {e}")))
+    }
+}
+
+/// The account behind `X-Auth-Token`; every endpoint but registration and login needs one.
+pub struct Auth(pub Caller);
+
+impl<S> FromRequestParts<S> for Auth
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(AUTH_HEADER)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "X-Auth-Token header is required; get a token from POST /v1/account/token",
+                )
+            })?
+            .to_str()
+            .map_err(|_| ApiError::new(ErrorCode::Unauthenticated, "X-Auth-Token is unknown"))?;
+        let app = AppState::from_ref(state);
+        let caller = app.accounts.authenticate(token.trim()).await?;
+        tracing::Span::current().record("account", caller.username.as_str());
+        Ok(Auth(caller))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json_content_type;
+
+    #[test]
+    fn json_content_types() {
+        for ok in [
+            None,
+            Some("application/json"),
+            Some("application/json; charset=utf-8"),
+            Some("Application/JSON"),
+            Some("application/problem+json"),
+        ] {
+            assert!(is_json_content_type(ok), "{ok:?}");
+        }
+        for bad in [
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("+json"),
+            Some("text/x+json"),
+        ] {
+            assert!(!is_json_content_type(bad), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Operations endpoints: liveness and readiness.
+
+use axum::extract::State;
+use axum::http::Method;
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use super::error::{ApiError, ApiResult, Data, ErrorCode};
+use super::{AppState, Input, Route, RouteDoc};
+
+/// The process is up and serving.
+async fn healthz() -> ApiResult<Value> {
+    Ok(Data(json!({ "healthy": true })))
+}
+
+/// The database answers.
+async fn readyz(State(app): State<AppState>) -> ApiResult<Value> {
+    match app.store.ping().await {
+        Ok(()) => Ok(Data(
+            json!({ "ready": true, "database": app.store.backend().name() }),
+        )),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            Err(ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "the database is not reachable",
+            ))
+        }
+    }
+}
+
+pub fn routes() -> Vec<Route> {
+    let doc = |path, summary| RouteDoc {
+        method: Method::GET,
+        path,
+        summary,
+        clause: "",
+        tag: "operations",
+        auth: false,
+        input: Input::None,
+    };
+    vec![
+        Route {
+            doc: doc("/healthz", "Liveness: the process is up"),
+            handler: get(healthz),
+        },
+        Route {
+            doc: doc("/readyz", "Readiness: the database is reachable"),
+            handler: get(readyz),
+        },
+    ]
+}

@@ -1,0 +1,227 @@
+//! Persistence. One SQL dialect for both backends through sqlx's `Any` driver: `$N` placeholders
+//! (SQLite accepts them too), integers for flags, money and times, TEXT for identifiers and JSON.
+//! Each backend has its own migrations because DDL differs.
+
+pub mod accounts;
+pub mod demands;
+pub mod matching;
+pub mod resources;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor, Transaction};
+
+pub type Tx = Transaction<'static, sqlx::Any>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A named uniqueness or reference rule of the schema. PostgreSQL reports the constraint's name;
+/// SQLite reports only the columns ("UNIQUE constraint failed: t.a, t.b"), so both are recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Constraint {
+    pub name: &'static str,
+    pub sqlite_columns: &'static str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unique constraint {} violated", .0.name)]
+    Unique(Constraint),
+    #[error("foreign key {} violated", .0.name)]
+    ForeignKey(Constraint),
+    #[error("database URL must start with sqlite: or postgres:")]
+    UnsupportedUrl,
+    #[error("stored row is inconsistent: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Classifies a database error against the constraints a statement can violate.
+    pub fn classify(err: sqlx::Error, candidates: &[Constraint]) -> StoreError {
+        let Some(db) = err.as_database_error() else {
+            return StoreError::Database(err);
+        };
+        let matches = |c: &Constraint| match db.constraint() {
+            Some(name) => name == c.name,
+            None => db
+                .message()
+                .rsplit_once(": ")
+                .is_some_and(|(_, cols)| cols == c.sqlite_columns),
+        };
+        let found = candidates.iter().find(|c| matches(c)).copied();
+        match (db.kind(), found) {
+            (sqlx::error::ErrorKind::UniqueViolation, Some(c)) => StoreError::Unique(c),
+            (sqlx::error::ErrorKind::ForeignKeyViolation, Some(c)) => StoreError::ForeignKey(c),
+            _ => StoreError::Database(err),
+        }
+    }
+
+    pub fn is_unique(&self, constraint: Constraint) -> bool {
+        matches!(self, StoreError::Unique(c) if *c == constraint)
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+impl Store {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        if backend == Backend::Sqlite {
+            create_sqlite_parent_dir(url)?;
+        }
+        let options = AnyConnectOptions::from_str(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the single writer; NORMAL sync stays durable
+                        // across process crashes, which is what kill -9 recovery needs.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 15000;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Opens a transaction that will write. SQLite must take its write lock up front: a
+    /// deferred transaction that reads first and writes later fails with SQLITE_BUSY instead of
+    /// waiting when another writer got in between.
+    pub async fn begin_write(&self) -> Result<Tx, StoreError> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(tx)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn create_sqlite_parent_dir(url: &str) -> Result<(), StoreError> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(parent) = std::path::Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch: the one time representation on disk.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Reads a JSON array of strings stored in a TEXT column.
+pub(crate) fn decode_string_list(text: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("string list: {e}")))
+}
+
+pub(crate) fn encode_string_list(list: &[String]) -> String {
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned())
+}
+
+impl Store {
+    /// Rows of `table` whose `id` is one of `ids` (any order).
+    pub(crate) async fn fetch_by_ids(
+        &self,
+        table: &'static str,
+        columns: &'static str,
+        ids: &[String],
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {columns} FROM {table} WHERE id IN ({})",
+            matching::placeholders(1, ids.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(id);
+        }
+        Ok(query.fetch_all(&self.pool).await?)
+    }
+}
