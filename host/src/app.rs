@@ -54,6 +54,11 @@ impl App {
         })
     }
 
+    /// The app's database handle (tests use it to simulate an outage).
+    pub fn store(&self) -> Store {
+        self.store.clone()
+    }
+
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }

@@ -1,1 +1,11 @@
+//! Integration tests: the real server over HTTP and the real binary, on SQLite and PostgreSQL.
 
+mod support;
+
+mod accounts;
+mod cli;
+mod demand;
+mod docs;
+mod envelope;
+mod matching;
+mod supply;

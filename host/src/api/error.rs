@@ -141,11 +141,13 @@ impl From<DomainError> for ApiError {
             DomainError::NotFound(m) => ApiError::new(ErrorCode::NotFound, m),
             DomainError::Conflict(m) => ApiError::new(ErrorCode::Conflict, m),
             DomainError::InvalidState(m) => ApiError::new(ErrorCode::InvalidState, m),
-            DomainError::Store(StoreError::Database(sqlx::Error::PoolTimedOut)) => {
-                tracing::warn!("database pool exhausted");
+            DomainError::Store(StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,
+            )) => {
+                tracing::warn!("database unavailable: pool exhausted or closed");
                 ApiError::new(
                     ErrorCode::ServiceUnavailable,
-                    "the server is overloaded; retry shortly",
+                    "the database is unavailable or overloaded; retry shortly",
                 )
             }
             DomainError::Store(e) => ApiError::internal(&e),

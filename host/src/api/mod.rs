@@ -91,8 +91,7 @@ pub fn router(state: AppState) -> Router {
     for route in routes {
         router = router.route(route.doc.path, route.handler);
     }
-    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
-    router
+    let router = router
         .route(
             "/openapi.json",
             axum::routing::get(move || {
@@ -103,7 +102,14 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_json_body))
-        .with_state(state)
+        .with_state(state);
+    with_middleware(router)
+}
+
+/// The layers around every route: panic containment, request ids and request logging.
+pub fn with_middleware(router: Router) -> Router {
+    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+    router
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(
             TraceLayer::new_for_http()
@@ -155,4 +161,45 @@ fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response 
         .or_else(|| payload.downcast_ref::<&str>().copied())
         .unwrap_or("non-string panic payload");
     ApiError::internal(&format!("handler panicked: {message}")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_becomes_an_envelope_without_its_message() {
+        let app = with_middleware(Router::new().route(
+            "/boom",
+            axum::routing::get(|| async {
+                if true {
+                    panic!("secret detail");
+                }
+                "unreachable"
+            }),
+        ));
+        let response = app
+            .oneshot(Request::get("/boom").body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().contains_key(REQUEST_ID_HEADER));
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(body["status"], 500);
+        assert_eq!(body["code"], "INTERNAL");
+        assert!(body["data"].is_null());
+        assert!(
+            !body["errorMsg"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("secret")
+        );
+    }
 }

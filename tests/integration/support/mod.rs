@@ -1,0 +1,389 @@
+//! Test support: a real server on a random port with a fresh database per test, on SQLite or
+//! PostgreSQL, and an HTTP client that checks the standard's envelope on every response.
+
+pub mod fixtures;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use liutong::{App, Config};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+/// Runs each named `async fn(TestApp)` once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = $crate::support::TestApp::spawn($crate::support::Backend::Sqlite).await;
+                    super::$name(app).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = $crate::support::TestApp::spawn($crate::support::Backend::Postgres).await;
+                    super::$name(app).await
+                }
+            )*
+        }
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const OPERATOR_PASSWORD: &str = "operator-pass-1";
+
+/// The server PostgreSQL tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("LIUTONG_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A database that exists for one test and is removed after it.
+pub enum TestDb {
+    Sqlite { dir: tempfile::TempDir },
+    Postgres { name: String },
+}
+
+impl TestDb {
+    pub async fn create(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => TestDb::Sqlite {
+                dir: tempfile::tempdir().expect("temp dir"),
+            },
+            Backend::Postgres => {
+                let name = format!("lt_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = postgres_admin_url();
+                let mut conn = sqlx_connect(&admin).await;
+                sqlx::Executor::execute(
+                    &mut conn,
+                    sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("cannot create test database on {admin}: {e}"));
+                TestDb::Postgres { name }
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            TestDb::Sqlite { dir } => liutong::config::sqlite_url(&dir.path().join("test.db")),
+            TestDb::Postgres { name } => {
+                let admin = postgres_admin_url();
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+                format!("{base}/{name}")
+            }
+        }
+    }
+}
+
+async fn sqlx_connect(url: &str) -> sqlx::AnyConnection {
+    sqlx::any::install_default_drivers();
+    <sqlx::AnyConnection as sqlx::Connection>::connect(url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot reach PostgreSQL at {url}: {e}. Start it with \
+                 `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
+                 or point LIUTONG_TEST_POSTGRES elsewhere."
+            )
+        })
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres { name } = self {
+            let name = name.clone();
+            // Drop runs inside the test's runtime, which cannot block on async work: a thread
+            // with its own small runtime removes the database.
+            let _ = std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async move {
+                    let mut conn = sqlx_connect(&postgres_admin_url()).await;
+                    let _ = sqlx::Executor::execute(
+                        &mut conn,
+                        sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
+                    )
+                    .await;
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A response whose envelope has been checked.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Resp {
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or_default()
+    }
+
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+
+    pub fn error_msg(&self) -> &str {
+        self.body["errorMsg"].as_str().unwrap_or_default()
+    }
+
+    /// Asserts success and returns `data`.
+    #[track_caller]
+    pub fn ok(&self) -> &Value {
+        assert_eq!(self.status, 200, "expected success, got {}", self.body);
+        self.data()
+    }
+
+    /// Asserts an error with this status and code.
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, code: &str) -> &Self {
+        assert_eq!(
+            (self.status, self.code()),
+            (status, code),
+            "unexpected answer {}",
+            self.body
+        );
+        assert!(!self.error_msg().is_empty(), "error without message");
+        assert!(self.data().is_null(), "error with data: {}", self.body);
+        self
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+    /// The server's own database handle.
+    pub store: liutong::store::Store,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Starts an app after letting the test adjust its configuration.
+    pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let db = TestDb::create(backend).await;
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            database_url: db.url(),
+            operator_password: Some(OPERATOR_PASSWORD.to_owned()),
+            max_db_connections: 8,
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let app = App::build(config).await.expect("app builds");
+        let addr = app.local_addr().expect("bound address");
+        let store = app.store();
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = app
+                .serve_until(async move {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        TestApp {
+            addr,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+            db,
+            store,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends a request and checks the envelope: JSON with status (= HTTP status), code,
+    /// errorMsg and data; code "OK" and an empty errorMsg exactly on success.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Resp {
+        let response = request.send().await.expect("request reaches the server");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("response body");
+        let body: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("response is not JSON ({e}): {text}"));
+        assert_eq!(body["status"].as_u64(), Some(u64::from(status)), "{body}");
+        assert!(body["code"].is_string(), "{body}");
+        assert!(body["errorMsg"].is_string(), "{body}");
+        assert!(body.get("data").is_some(), "{body}");
+        if status == 200 {
+            assert_eq!(body["code"], "OK", "{body}");
+            assert_eq!(body["errorMsg"], "", "{body}");
+        } else {
+            assert_ne!(body["code"], "OK", "{body}");
+        }
+        assert!(
+            headers.contains_key("x-request-id"),
+            "response without X-Request-Id"
+        );
+        Resp {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Resp {
+        let mut request = self.client.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.header("X-Auth-Token", token);
+        }
+        self.send(request).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>, query: &[(&str, &str)]) -> Resp {
+        let mut request = self.client.get(self.url(path)).query(query);
+        if let Some(token) = token {
+            request = request.header("X-Auth-Token", token);
+        }
+        self.send(request).await
+    }
+
+    /// Registers an enterprise account and returns its token.
+    pub async fn user(&self, username: &str) -> String {
+        let password = format!("{username}-pass-1");
+        self.post(
+            "/v1/account/register",
+            None,
+            &serde_json::json!({"username": username, "password": password, "phone": "13800138000"}),
+        )
+        .await
+        .ok();
+        self.login(username, &password).await
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let resp = self
+            .post(
+                "/v1/account/token",
+                None,
+                &serde_json::json!({"username": username, "password": password}),
+            )
+            .await;
+        resp.ok()["token"]
+            .as_str()
+            .expect("token in response")
+            .to_owned()
+    }
+
+    pub async fn operator(&self) -> String {
+        self.login("operator", OPERATOR_PASSWORD).await
+    }
+
+    /// Creates an account of any role through the CLI, the way an operator would, and logs in.
+    pub async fn account_with_role(&self, username: &str, role: &str) -> String {
+        let password = format!("{username}-pass-1");
+        let output = cli(&["account", "create", "--username", username, "--role", role])
+            .env("DATABASE_URL", self.db.url())
+            .stdin_text(&password)
+            .run()
+            .await;
+        assert!(output.success, "account create failed: {}", output.stderr);
+        self.login(username, &password).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The `liutong` binary built for these tests.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_liutong")
+}
+
+pub struct Cli {
+    command: tokio::process::Command,
+    stdin: Option<String>,
+}
+
+pub struct CliOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn cli(args: &[&str]) -> Cli {
+    let mut command = tokio::process::Command::new(binary());
+    command
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("LIUTONG_CONFIG")
+        .env_remove("LIUTONG_LISTEN")
+        .env_remove("LIUTONG_OPERATOR_PASSWORD")
+        .env("LIUTONG_LOG", "warn");
+    Cli {
+        command,
+        stdin: None,
+    }
+}
+
+impl Cli {
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn stdin_text(mut self, text: &str) -> Self {
+        self.stdin = Some(format!("{text}\n"));
+        self
+    }
+
+    pub async fn run(mut self) -> CliOutput {
+        use tokio::io::AsyncWriteExt;
+        self.command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = self.command.spawn().expect("liutong binary starts");
+        if let Some(mut stdin) = child.stdin.take() {
+            if let Some(text) = &self.stdin {
+                let _ = stdin.write_all(text.as_bytes()).await;
+            }
+            drop(stdin);
+        }
+        let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+            .await
+            .expect("liutong command finishes")
+            .expect("liutong command output");
+        CliOutput {
+            success: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
