@@ -12,7 +12,7 @@
 //!
 //! Ties go to the most recently registered item.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::LazyLock;
 
 use icu_casemap::CaseMapper;
@@ -23,8 +23,8 @@ use unicode_normalization::UnicodeNormalization;
 use super::demand::Demand;
 use super::supply::{PublishedDataView, Resource};
 use super::{DomainError, PublicationStatus};
-use crate::store::Store;
 use crate::store::matching::MatchQuery;
+use crate::store::{Store, StoreError};
 
 pub const KEYWORD_WEIGHT: i64 = 10;
 pub const CATEGORY_WEIGHT: i64 = 3;
@@ -229,55 +229,36 @@ impl Matcher {
         limit: i64,
         offset: i64,
     ) -> Result<MatchPage<MatchedResource>, DomainError> {
-        if demand.status != PublicationStatus::Published {
-            return Err(DomainError::InvalidState(format!(
-                "demand '{}' is not published, so it has no matches",
-                demand.id
-            )));
-        }
-        let terms = demand.index_terms();
-        let (candidates, total) = self
-            .store
-            .match_candidates(&MatchQuery {
-                side: Side::Resource,
-                data_type: &demand.data_type,
-                terms: &terms,
-                exclude_item: None,
-                limit,
-                offset,
-            })
-            .await?;
-        let ids: Vec<String> = candidates.iter().map(|c| c.item_id.clone()).collect();
-        let mut items = self.store.resources_by_ids(&ids).await?;
-        let results = candidates
-            .into_iter()
-            .filter_map(|c| {
-                // An item revoked between the two reads simply drops out of this page.
-                let r = items.remove(&c.item_id)?;
-                let view = PublishedDataView::from(&r);
-                Some(MatchResult {
-                    matched_keywords: shared(&terms.keywords, &r.key_words),
-                    score: c.score,
-                    item: MatchedResource {
-                        registration_id: r.registration_id,
-                        data_id: r.data_id,
-                        owner: r.owner_name,
-                        data_type: r.data_type,
-                        key_words: r.key_words,
-                        data_category: r.data_category,
-                        description: r.description,
-                        free: view.free,
-                        price: view.price,
-                    },
-                })
-            })
-            .collect();
-        Ok(MatchPage {
-            total,
+        let source = Source {
+            what: "demand",
+            seeks: Side::Resource,
+            id: &demand.id,
+            published: demand.status == PublicationStatus::Published,
+            data_type: &demand.data_type,
+            terms: demand.index_terms(),
+        };
+        self.page(
+            &source,
             limit,
             offset,
-            results,
-        })
+            async |ids| self.store.resources_by_ids(ids).await,
+            |r: &Resource| &r.key_words,
+            |r| {
+                let view = PublishedDataView::from(&r);
+                MatchedResource {
+                    registration_id: r.registration_id,
+                    data_id: r.data_id,
+                    owner: r.owner_name,
+                    data_type: r.data_type,
+                    key_words: r.key_words,
+                    data_category: r.data_category,
+                    description: r.description,
+                    free: view.free,
+                    price: view.price,
+                }
+            },
+        )
+        .await
     }
 
     /// Published demands matching a published resource, best first.
@@ -287,41 +268,73 @@ impl Matcher {
         limit: i64,
         offset: i64,
     ) -> Result<MatchPage<MatchedDemand>, DomainError> {
-        if resource.status != PublicationStatus::Published {
+        let source = Source {
+            what: "resource",
+            seeks: Side::Demand,
+            id: &resource.registration_id,
+            published: resource.status == PublicationStatus::Published,
+            data_type: &resource.data_type,
+            terms: resource.index_terms(),
+        };
+        self.page(
+            &source,
+            limit,
+            offset,
+            async |ids| self.store.demands_by_ids(ids).await,
+            |d: &Demand| &d.key_words,
+            |d| MatchedDemand {
+                demand_id: d.id,
+                demander: d.demander_name,
+                data_type: d.data_type,
+                key_words: d.key_words,
+                data_category: d.data_category,
+                description: d.description,
+            },
+        )
+        .await
+    }
+
+    /// Ranks the counterparts of `source` on `side`, loads the page's items and shapes them.
+    async fn page<I, T>(
+        &self,
+        source: &Source<'_>,
+        limit: i64,
+        offset: i64,
+        load: impl AsyncFnOnce(&[String]) -> Result<HashMap<String, I>, StoreError>,
+        keywords: impl Fn(&I) -> &[String],
+        view: impl Fn(I) -> T,
+    ) -> Result<MatchPage<T>, DomainError>
+    where
+        T: Serialize,
+    {
+        if !source.published {
             return Err(DomainError::InvalidState(format!(
-                "resource '{}' is not published, so it has no matches",
-                resource.registration_id
+                "{} '{}' is not published, so it has no matches",
+                source.what, source.id
             )));
         }
-        let terms = resource.index_terms();
         let (candidates, total) = self
             .store
             .match_candidates(&MatchQuery {
-                side: Side::Demand,
-                data_type: &resource.data_type,
-                terms: &terms,
+                side: source.seeks,
+                data_type: source.data_type,
+                terms: &source.terms,
                 exclude_item: None,
                 limit,
                 offset,
             })
             .await?;
         let ids: Vec<String> = candidates.iter().map(|c| c.item_id.clone()).collect();
-        let mut items = self.store.demands_by_ids(&ids).await?;
+        let mut items = load(&ids).await?;
         let results = candidates
             .into_iter()
             .filter_map(|c| {
-                let d = items.remove(&c.item_id)?;
+                // An item revoked between the two reads simply drops out of this page.
+                let item = items.remove(&c.item_id)?;
                 Some(MatchResult {
-                    matched_keywords: shared(&terms.keywords, &d.key_words),
+                    matched_keywords: shared(&source.terms.keywords, keywords(&item)),
                     score: c.score,
-                    item: MatchedDemand {
-                        demand_id: d.id,
-                        demander: d.demander_name,
-                        data_type: d.data_type,
-                        key_words: d.key_words,
-                        data_category: d.data_category,
-                        description: d.description,
-                    },
+                    item: view(item),
                 })
             })
             .collect();
@@ -332,6 +345,17 @@ impl Matcher {
             results,
         })
     }
+}
+
+/// The item whose counterparts are sought.
+struct Source<'a> {
+    what: &'static str,
+    /// The side of the market its counterparts are on.
+    seeks: Side,
+    id: &'a str,
+    published: bool,
+    data_type: &'a str,
+    terms: Terms,
 }
 
 /// The normalised keywords both sides have.
