@@ -9,6 +9,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod schema;
+pub mod storage;
 pub mod store;
 pub mod telemetry;
 

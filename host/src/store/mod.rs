@@ -3,9 +3,12 @@
 //! Each backend has its own migrations because DDL differs.
 
 pub mod accounts;
+pub mod delivery;
 pub mod demands;
+pub mod ledger;
 pub mod matching;
 pub mod resources;
+pub mod trading;
 
 use std::str::FromStr;
 use std::time::Duration;
