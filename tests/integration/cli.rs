@@ -159,6 +159,7 @@ async fn config_file_then_env_then_flags() {
     // The file alone decides.
     let mut child = tokio::process::Command::new(crate::support::binary())
         .args(["--config", config.to_str().expect("path"), "serve"])
+        .current_dir(dir.path())
         .env_remove("DATABASE_URL")
         .env_remove("LIUTONG_LISTEN")
         .env("LIUTONG_LOG", "warn")
@@ -175,6 +176,7 @@ async fn config_file_then_env_then_flags() {
     let mut child = tokio::process::Command::new(crate::support::binary())
         .args(["--config", config.to_str().expect("path"), "serve"])
         .args(["--listen", &format!("127.0.0.1:{flag_port}")])
+        .current_dir(dir.path())
         .env("LIUTONG_LISTEN", format!("127.0.0.1:{env_port}"))
         .env_remove("DATABASE_URL")
         .env("LIUTONG_LOG", "warn")

@@ -9,3 +9,4 @@ mod docs;
 mod envelope;
 mod matching;
 mod supply;
+mod trading;

@@ -2,6 +2,7 @@
 //! PostgreSQL, and an HTTP client that checks the standard's envelope on every response.
 
 pub mod fixtures;
+pub mod trade;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -177,6 +178,10 @@ pub struct TestApp {
     pub db: TestDb,
     /// The server's own database handle.
     pub store: liutong::store::Store,
+    /// The configuration the server runs with.
+    pub config: Config,
+    /// Holds the server's key ring and file storage (`config.keys_dir`, `config.storage.dir`).
+    pub files: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -188,15 +193,21 @@ impl TestApp {
     /// Starts an app after letting the test adjust its configuration.
     pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
         let db = TestDb::create(backend).await;
+        let files = tempfile::tempdir().expect("temp dir");
         let mut config = Config {
             listen: "127.0.0.1:0".parse().expect("address"),
             database_url: db.url(),
             operator_password: Some(OPERATOR_PASSWORD.to_owned()),
             max_db_connections: 8,
+            keys_dir: files.path().join("keys"),
+            storage: liutong::config::StorageConfig {
+                dir: files.path().join("files"),
+                s3: None,
+            },
             ..Config::default()
         };
         adjust(&mut config);
-        let app = App::build(config).await.expect("app builds");
+        let app = App::build(config.clone()).await.expect("app builds");
         let addr = app.local_addr().expect("bound address");
         let store = app.store();
         let (tx, rx) = oneshot::channel::<()>();
@@ -215,6 +226,8 @@ impl TestApp {
                 .expect("client"),
             db,
             store,
+            config,
+            files,
             shutdown: Some(tx),
         }
     }
