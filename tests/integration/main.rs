@@ -4,6 +4,7 @@ mod support;
 
 mod accounts;
 mod cli;
+mod delivery;
 mod demand;
 mod docs;
 mod envelope;

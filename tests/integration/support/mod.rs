@@ -180,8 +180,9 @@ pub struct TestApp {
     pub store: liutong::store::Store,
     /// The configuration the server runs with.
     pub config: Config,
-    /// Holds the server's key ring and file storage (`config.keys_dir`, `config.storage.dir`).
-    pub files: tempfile::TempDir,
+    /// Holds the server's key ring and file storage (`config.keys_dir`, `config.storage.dir`)
+    /// for as long as the app lives.
+    _files: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -227,9 +228,32 @@ impl TestApp {
             db,
             store,
             config,
-            files,
+            _files: files,
             shutdown: Some(tx),
         }
+    }
+
+    /// Stops the server and starts a new one on the same database, keys and files (with
+    /// `config`, which may differ): what an operator's restart does.
+    pub async fn restart_with(&mut self, config: Config) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        // Give the old server a moment to finish; the new one binds a fresh port anyway.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let app = App::build(config.clone()).await.expect("app rebuilds");
+        self.addr = app.local_addr().expect("bound address");
+        self.store = app.store();
+        self.config = config;
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = app
+                .serve_until(async move {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        self.shutdown = Some(tx);
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -69,9 +69,7 @@ impl Party {
 /// A published resource whose data file and delivery key are in place.
 pub struct Listing {
     pub registration_id: String,
-    pub data_id: String,
     pub identity: age::x25519::Identity,
-    pub plaintext: Vec<u8>,
     pub ciphertext: Vec<u8>,
 }
 
@@ -215,9 +213,7 @@ impl TestApp {
         let ciphertext = age_encrypt(&recipient, plaintext);
         Listing {
             registration_id,
-            data_id: data_id.to_owned(),
             identity,
-            plaintext: plaintext.to_vec(),
             ciphertext,
         }
     }
