@@ -8,6 +8,7 @@ mod delivery;
 mod demand;
 mod docs;
 mod envelope;
+mod ledger;
 mod matching;
 mod supply;
 mod trading;
