@@ -79,7 +79,7 @@ async fn migrate_and_create_accounts_postgres() {
 
 /// Waits until the server answers /healthz.
 async fn wait_healthy(base: &str) -> bool {
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     for _ in 0..300 {
         if let Ok(r) = client.get(format!("{base}/healthz")).send().await
             && r.status().is_success()
@@ -118,7 +118,7 @@ async fn serve_defaults_to_sqlite_in_data_and_stops_on_sigterm() {
         dir.path().join("data/liutong.db").exists(),
         "default database not created"
     );
-    let resp = reqwest::Client::new()
+    let resp = crate::support::http_client()
         .post(format!("{base}/v1/account/token"))
         .json(&serde_json::json!({"username": "operator", "password": "operator-pass-3"}))
         .send()

@@ -4,6 +4,7 @@ mod support;
 
 mod accounts;
 mod cli;
+mod crash;
 mod delivery;
 mod demand;
 mod docs;

@@ -55,6 +55,9 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new() -> Result<Fetcher, FetchError> {
+        // reqwest's TLS is rustls without a built-in provider: install ring (a no-op when the
+        // app did it already).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             // Between reads, not for the whole body: large files take as long as they take.

@@ -184,6 +184,8 @@ pub struct TestApp {
     /// for as long as the app lives.
     _files: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
+    /// The real `liutong` process, for apps started with `spawn_binary`.
+    child: Option<tokio::process::Child>,
 }
 
 impl TestApp {
@@ -221,16 +223,66 @@ impl TestApp {
         });
         TestApp {
             addr,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("client"),
+            client: http_client(),
             db,
             store,
             config,
             _files: files,
             shutdown: Some(tx),
+            child: None,
         }
+    }
+
+    /// Starts the real `liutong` binary (as operators run it) on a fresh database, with
+    /// `extra_toml` appended to its configuration file.
+    pub async fn spawn_binary(backend: Backend, extra_toml: &str) -> TestApp {
+        let db = TestDb::create(backend).await;
+        let files = tempfile::tempdir().expect("temp dir");
+        let config = Config {
+            database_url: db.url(),
+            keys_dir: files.path().join("keys"),
+            storage: liutong::config::StorageConfig {
+                dir: files.path().join("files"),
+                s3: None,
+            },
+            ..Config::default()
+        };
+        std::fs::write(files.path().join("liutong.toml"), extra_toml).expect("config file");
+        let (child, addr) = start_binary(&config, files.path()).await;
+        let store = liutong::store::Store::connect(&db.url(), 2)
+            .await
+            .expect("store");
+        TestApp {
+            addr,
+            client: http_client(),
+            db,
+            store,
+            config,
+            _files: files,
+            shutdown: None,
+            child: Some(child),
+        }
+    }
+
+    /// The directory holding the app's keys, files, configuration and (for the binary) log.
+    pub fn dir(&self) -> &std::path::Path {
+        self._files.path()
+    }
+
+    /// kill -9 of the binary: no shutdown, no flush, nothing.
+    pub async fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().expect("SIGKILL");
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Starts the binary again on the same database, keys and files (after `kill9`).
+    pub async fn restart_binary(&mut self) {
+        self.kill9().await;
+        let (child, addr) = start_binary(&self.config, self._files.path()).await;
+        self.child = Some(child);
+        self.addr = addr;
     }
 
     /// Stops the server and starts a new one on the same database, keys and files (with
@@ -356,6 +408,78 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// An HTTP client for tests. reqwest speaks TLS through rustls here (liutong needs it for S3
+/// and resource_url), so the process-wide crypto provider must be installed before any client
+/// is built; doing it here means no test depends on another having started an app first.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client")
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Waits until a server answers /healthz.
+pub async fn wait_healthy(base: &str) -> bool {
+    let client = http_client();
+    for _ in 0..600 {
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+            && r.status().is_success()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Runs `liutong --config <dir>/liutong.toml serve` on a free port; its log goes to
+/// `<dir>/server.log`.
+async fn start_binary(config: &Config, dir: &std::path::Path) -> (tokio::process::Child, SocketAddr) {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .expect("log file");
+    let child = tokio::process::Command::new(binary())
+        .arg("--config")
+        .arg(dir.join("liutong.toml"))
+        .arg("serve")
+        .args(["--listen", &addr.to_string()])
+        .args(["--database", &config.database_url])
+        .arg("--keys-dir")
+        .arg(&config.keys_dir)
+        .arg("--storage-dir")
+        .arg(&config.storage.dir)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("LIUTONG_CONFIG")
+        .env_remove("LIUTONG_LISTEN")
+        .env("LIUTONG_OPERATOR_PASSWORD", OPERATOR_PASSWORD)
+        .env("LIUTONG_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("liutong serve starts");
+    assert!(
+        wait_healthy(&format!("http://{addr}")).await,
+        "the liutong binary did not come up; see {}",
+        dir.join("server.log").display()
+    );
+    (child, addr)
 }
 
 /// The `liutong` binary built for these tests.
