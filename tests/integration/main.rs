@@ -4,6 +4,7 @@ mod support;
 
 mod accounts;
 mod cli;
+mod client;
 mod crash;
 mod delivery;
 mod demand;
@@ -11,5 +12,6 @@ mod docs;
 mod envelope;
 mod ledger;
 mod matching;
+mod s3;
 mod supply;
 mod trading;

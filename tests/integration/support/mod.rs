@@ -264,11 +264,6 @@ impl TestApp {
         }
     }
 
-    /// The directory holding the app's keys, files, configuration and (for the binary) log.
-    pub fn dir(&self) -> &std::path::Path {
-        self._files.path()
-    }
-
     /// kill -9 of the binary: no shutdown, no flush, nothing.
     pub async fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
