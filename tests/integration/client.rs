@@ -18,7 +18,10 @@ async fn python_client_trades_end_to_end(backend: Backend) {
             .arg("--version")
             .output()
             .is_ok_and(|o| o.status.success());
-        assert!(found, "`{tool}` is needed (apt-get install age); scripts/test.sh installs it");
+        assert!(
+            found,
+            "`{tool}` is needed (apt-get install age); scripts/test.sh installs it"
+        );
     }
     let output = tokio::time::timeout(
         Duration::from_secs(300),
@@ -47,7 +50,10 @@ async fn python_client_trades_end_to_end(backend: Backend) {
         "refused (403 FORBIDDEN): expired license",
         "trade complete: every check passed",
     ] {
-        assert!(stdout.contains(line), "client output lacks '{line}':\n{stdout}");
+        assert!(
+            stdout.contains(line),
+            "client output lacks '{line}':\n{stdout}"
+        );
     }
     app.kill9().await;
 }

@@ -19,7 +19,9 @@ async fn kill_during_settlements(backend: Backend) {
     let mut buyers = Vec::new();
     for i in 0..BUYERS {
         let buyer = app.buyer(&format!("buyer{i}")).await;
-        app.credit(&buyer.name, 1000.0, &format!("funds-{i}")).await.ok();
+        app.credit(&buyer.name, 1000.0, &format!("funds-{i}"))
+            .await
+            .ok();
         buyers.push(buyer);
     }
     // 200 confirmations: one demand each, spread over the buyers.

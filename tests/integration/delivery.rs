@@ -38,7 +38,12 @@ async fn keys_are_public_and_verifiable(app: TestApp) {
         use std::os::unix::fs::PermissionsExt;
         for sub in ["signing", "escrow"] {
             for f in std::fs::read_dir(app.config.keys_dir.join(sub)).expect("dir") {
-                let mode = f.expect("entry").metadata().expect("meta").permissions().mode();
+                let mode = f
+                    .expect("entry")
+                    .metadata()
+                    .expect("meta")
+                    .permissions()
+                    .mode();
                 assert_eq!(mode & 0o777, 0o600);
             }
         }
@@ -89,7 +94,11 @@ async fn delivery_keys_are_checked(app: TestApp) {
         )
         .await;
     r.expect_error(400, "INVALID_ARGUMENT");
-    assert!(r.error_msg().contains("/sealedIdentity"), "{}", r.error_msg());
+    assert!(
+        r.error_msg().contains("/sealedIdentity"),
+        "{}",
+        r.error_msg()
+    );
     // Sealed to someone else: the host cannot open it.
     let stranger = age::x25519::Identity::generate().to_public().to_string();
     let r = app
@@ -100,7 +109,11 @@ async fn delivery_keys_are_checked(app: TestApp) {
         )
         .await;
     r.expect_error(400, "INVALID_ARGUMENT");
-    assert!(r.error_msg().contains("escrowRecipient"), "{}", r.error_msg());
+    assert!(
+        r.error_msg().contains("escrowRecipient"),
+        "{}",
+        r.error_msg()
+    );
     // Opens, but is not an identity.
     let r = app
         .deposit(&alice.token, reg, &age_encrypt(&escrow, b"not a key"))
@@ -109,7 +122,11 @@ async fn delivery_keys_are_checked(app: TestApp) {
     // Opens, is an identity, but not the one of the registered public_key.
     let other = age::x25519::Identity::generate();
     let r = app
-        .deposit(&alice.token, reg, &age_encrypt(&escrow, identity_file(&other).as_bytes()))
+        .deposit(
+            &alice.token,
+            reg,
+            &age_encrypt(&escrow, identity_file(&other).as_bytes()),
+        )
         .await;
     r.expect_error(400, "INVALID_ARGUMENT");
     assert!(r.error_msg().contains("public_key"), "{}", r.error_msg());
@@ -120,7 +137,10 @@ async fn delivery_keys_are_checked(app: TestApp) {
     )
     .expect("armor");
     let r = app.deposit(&alice.token, reg, armored.as_bytes()).await;
-    assert_eq!(r.ok()["recipient"], listing.identity.to_public().to_string().as_str());
+    assert_eq!(
+        r.ok()["recipient"],
+        listing.identity.to_public().to_string().as_str()
+    );
     app.deposit(&alice.token, reg, &good).await.ok();
     // The identity is stored only sealed: the plaintext key appears nowhere in the database.
     let sealed: Vec<String> = sqlx::query_scalar("SELECT sealed FROM resource_delivery_keys")
@@ -129,7 +149,10 @@ async fn delivery_keys_are_checked(app: TestApp) {
         .expect("query");
     assert_eq!(sealed.len(), 1);
     assert!(!sealed[0].contains("AGE-SECRET-KEY"));
-    assert!(age_decrypt_fails_without_escrow(&sealed[0], &listing.identity));
+    assert!(age_decrypt_fails_without_escrow(
+        &sealed[0],
+        &listing.identity
+    ));
 
     // The buyer's own recipient must parse too.
     let r = app
@@ -159,7 +182,14 @@ async fn uploads_stream_any_size(app: TestApp) {
     let mallory = app.user("mallory").await;
     let carol = app.buyer("carol").await;
     let listing = app
-        .listing_with(&alice, "big", None, b"", age::x25519::Identity::generate(), |_| {})
+        .listing_with(
+            &alice,
+            "big",
+            None,
+            b"",
+            age::x25519::Identity::generate(),
+            |_| {},
+        )
         .await;
     let reg = listing.registration_id.clone();
     // Larger than the 1 MiB JSON body limit.
@@ -204,12 +234,17 @@ async fn uploads_stream_any_size(app: TestApp) {
                 .query(&[("registrationID", reg.as_str())])
                 .header("X-Auth-Token", &alice.token)
                 .header("Content-Type", "application/octet-stream")
-                .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))),
+                .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                    chunks,
+                ))),
         )
         .await;
     let up = r.ok();
     assert_eq!(up["size"], big.len());
-    assert_eq!(up["sha256"], hex::encode(sha2::Sha256::digest(&big)).as_str());
+    assert_eq!(
+        up["sha256"],
+        hex::encode(sha2::Sha256::digest(&big)).as_str()
+    );
 
     let (_, s) = app.settled_trade(&carol, &listing).await;
     let delivered = app.deliver_json(&carol.token, &s["licenses"]).await;
@@ -255,7 +290,11 @@ async fn streaming_delivery_and_json_limit(backend: Backend) {
 
     let r = app.deliver_json(&carol.token, license).await;
     r.expect_error(413, "PAYLOAD_TOO_LARGE");
-    assert!(r.error_msg().contains("application/octet-stream"), "{}", r.error_msg());
+    assert!(
+        r.error_msg().contains("application/octet-stream"),
+        "{}",
+        r.error_msg()
+    );
 
     let response = app
         .client
@@ -278,9 +317,18 @@ async fn streaming_delivery_and_json_limit(backend: Backend) {
     assert_eq!(&body[..], &listing.ciphertext[..]);
     let keys = app.keys().await;
     assert!(verify_signed(&keys, &proof, "signature"));
-    assert_eq!(proof["sha256"], hex::encode(sha2::Sha256::digest(&body)).as_str());
-    assert_eq!(headers["x-content-sha256"], proof["sha256"].as_str().expect("sha"));
-    assert_eq!(headers["x-delivery-id"], proof["deliveryID"].as_str().expect("id"));
+    assert_eq!(
+        proof["sha256"],
+        hex::encode(sha2::Sha256::digest(&body)).as_str()
+    );
+    assert_eq!(
+        headers["x-content-sha256"],
+        proof["sha256"].as_str().expect("sha")
+    );
+    assert_eq!(
+        headers["x-delivery-id"],
+        proof["deliveryID"].as_str().expect("id")
+    );
     assert_eq!(proof["size"], body.len());
     // The private key from the settlement opens what was delivered.
     let pk = b64()
@@ -303,7 +351,11 @@ async fn streaming_delivery_and_json_limit(backend: Backend) {
     .expect_error(403, "FORBIDDEN");
 
     let q = app
-        .get("/queryDeliverResult", Some(&carol.token), &[("confirmID", &confirm_id)])
+        .get(
+            "/queryDeliverResult",
+            Some(&carol.token),
+            &[("confirmID", &confirm_id)],
+        )
         .await;
     assert_eq!(q.ok()["delivery_proof"], json!([proof]));
 }
@@ -331,7 +383,11 @@ async fn bad_licenses_are_refused(app: TestApp) {
     // Someone else's license, presented by dave.
     let r = app.deliver_json(&dave.token, &license).await;
     r.expect_error(403, "FORBIDDEN");
-    assert!(r.error_msg().contains("issued to 'carol'"), "{}", r.error_msg());
+    assert!(
+        r.error_msg().contains("issued to 'carol'"),
+        "{}",
+        r.error_msg()
+    );
     // Forged: dave rewrites the licensee to himself.
     let mut forged = license.clone();
     forged["licensee"] = json!("dave");
@@ -363,7 +419,11 @@ async fn bad_licenses_are_refused(app: TestApp) {
     unknown_key["keyId"] = json!("ed25519-0000000000000000");
     let r = app.deliver_json(&carol.token, &unknown_key).await;
     r.expect_error(403, "FORBIDDEN");
-    assert!(r.error_msg().contains("ed25519-0000000000000000"), "{}", r.error_msg());
+    assert!(
+        r.error_msg().contains("ed25519-0000000000000000"),
+        "{}",
+        r.error_msg()
+    );
     // Signed by a key this server does not have, under this server's key id.
     let other = liutong::crypto::KeyRing::ephemeral().expect("ring");
     let mut resigned = license.clone();
@@ -375,18 +435,17 @@ async fn bad_licenses_are_refused(app: TestApp) {
     let Value::Object(map) = resigned else {
         unreachable!()
     };
-    let mut resigned = Value::Object(
-        other
-            .sign_document(map, "digital_signature")
-            .expect("sign"),
-    );
+    let mut resigned = Value::Object(other.sign_document(map, "digital_signature").expect("sign"));
     resigned["keyId"] = license["keyId"].clone();
     app.deliver_json(&carol.token, &resigned)
         .await
         .expect_error(403, "FORBIDDEN");
     // Malformed: the schema names the field.
     let mut malformed = license.clone();
-    malformed.as_object_mut().expect("object").remove("licensee");
+    malformed
+        .as_object_mut()
+        .expect("object")
+        .remove("licensee");
     let r = app.deliver_json(&carol.token, &malformed).await;
     r.expect_error(400, "INVALID_ARGUMENT");
     assert!(r.error_msg().contains("licensee"), "{}", r.error_msg());
@@ -409,8 +468,12 @@ async fn expired_licenses_are_refused(backend: Backend) {
     let listing = app.listing(&alice, "d1", None, b"x").await;
     let (_, s) = app.settled_trade(&carol, &listing).await;
     let license = &s["licenses"];
-    let end = license["license_term"]["endDate"].as_str().expect("endDate");
-    let start = license["license_term"]["startData"].as_str().expect("startData");
+    let end = license["license_term"]["endDate"]
+        .as_str()
+        .expect("endDate");
+    let start = license["license_term"]["startData"]
+        .as_str()
+        .expect("startData");
     assert_ne!(start, end);
     // Wait until the term (whole seconds) is certainly over.
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -500,7 +563,11 @@ async fn resource_url_is_fetched_when_nothing_was_uploaded(app: TestApp) {
         .await
         .expect_error(503, "SERVICE_UNAVAILABLE");
     let q = app
-        .get("/queryDeliverResult", Some(&carol.token), &[("confirmID", &confirm_id)])
+        .get(
+            "/queryDeliverResult",
+            Some(&carol.token),
+            &[("confirmID", &confirm_id)],
+        )
         .await;
     assert_eq!(q.ok()["delivery_proof"].as_array().map(Vec::len), Some(2));
 }
@@ -510,19 +577,30 @@ async fn resource_urls_are_not_fetched_when_disabled(backend: Backend) {
     let alice = app.party("alice").await;
     let carol = app.buyer("carol").await;
     let listing = app
-        .listing_with(&alice, "remote", None, b"x", age::x25519::Identity::generate(), |b| {
-            b["resource_url"] = json!("http://127.0.0.1:9/data.age")
-        })
+        .listing_with(
+            &alice,
+            "remote",
+            None,
+            b"x",
+            age::x25519::Identity::generate(),
+            |b| b["resource_url"] = json!("http://127.0.0.1:9/data.age"),
+        )
         .await;
     let confirm_id = app.confirm(&carol, &listing.registration_id).await;
     let r = app.settle(&carol.token, &confirm_id).await;
     r.expect_error(409, "INVALID_STATE");
     // Uploading the file makes it deliverable.
-    app.upload(&alice.token, &listing.registration_id, listing.ciphertext.clone())
+    app.upload(
+        &alice.token,
+        &listing.registration_id,
+        listing.ciphertext.clone(),
+    )
+    .await
+    .ok();
+    let s = app.settle(&carol.token, &confirm_id).await;
+    app.deliver_json(&carol.token, &s.ok()["licenses"])
         .await
         .ok();
-    let s = app.settle(&carol.token, &confirm_id).await;
-    app.deliver_json(&carol.token, &s.ok()["licenses"]).await.ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -570,7 +648,11 @@ async fn controlled_data_is_not_delivered_here(app: TestApp) {
     assert_eq!(app.balance(&space).await, 8.5);
     let r = app.deliver_json(&carol.token, &s["licenses"]).await;
     r.expect_error(400, "INVALID_ARGUMENT");
-    assert!(r.error_msg().contains("/deliverDatasets"), "{}", r.error_msg());
+    assert!(
+        r.error_msg().contains("/deliverDatasets"),
+        "{}",
+        r.error_msg()
+    );
 }
 
 /// Rotation: new documents are signed by the new key, old licenses keep verifying and
@@ -592,9 +674,17 @@ async fn rotated_keys_keep_old_documents_valid(backend: Backend) {
     let dir = app.config.keys_dir.to_str().expect("path").to_owned();
     let out = cli(&["keys", "rotate", "--keys-dir", &dir]).run().await;
     assert!(out.success, "{}", out.stderr);
-    let out = cli(&["keys", "show"]).env("LIUTONG_KEYS_DIR", &dir).run().await;
+    let out = cli(&["keys", "show"])
+        .env("LIUTONG_KEYS_DIR", &dir)
+        .run()
+        .await;
     assert!(out.success, "{}", out.stderr);
-    assert_eq!(out.stdout.matches("signing key").count(), 2, "{}", out.stdout);
+    assert_eq!(
+        out.stdout.matches("signing key").count(),
+        2,
+        "{}",
+        out.stdout
+    );
     let config = app.config.clone();
     app.restart_with(config).await;
 

@@ -243,7 +243,11 @@ async fn check_invariants(w: &World, model: &Model) -> Result<(), TestCaseError>
     prop_assert_eq!(audit.entries_sum, 0);
     prop_assert_eq!(audit.negative_balances, 0);
     for user in &w.users {
-        let balance = w.store.ledger_balance(&user.account_id).await.expect("balance");
+        let balance = w
+            .store
+            .ledger_balance(&user.account_id)
+            .await
+            .expect("balance");
         prop_assert!(balance >= 0);
         prop_assert_eq!(
             balance,
@@ -264,7 +268,11 @@ async fn run_case(w: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
         references: HashMap::new(),
     };
     for user in &w.users {
-        let balance = w.store.ledger_balance(&user.account_id).await.expect("balance");
+        let balance = w
+            .store
+            .ledger_balance(&user.account_id)
+            .await
+            .expect("balance");
         model.balances.insert(user.account_id.clone(), balance);
     }
     // (confirmID, buyer index, seller index, price)
@@ -301,7 +309,10 @@ async fn run_case(w: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         prop_assert!(result.is_ok(), "{result:?}");
                     }
                     Some(_) => {
-                        prop_assert!(matches!(result, Err(DomainError::Conflict(_))), "{result:?}");
+                        prop_assert!(
+                            matches!(result, Err(DomainError::Conflict(_))),
+                            "{result:?}"
+                        );
                     }
                 }
             }
@@ -346,7 +357,10 @@ async fn run_case(w: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     )
                     .await;
                 if buyer == seller {
-                    prop_assert!(matches!(result, Err(DomainError::Forbidden(_))), "{result:?}");
+                    prop_assert!(
+                        matches!(result, Err(DomainError::Forbidden(_))),
+                        "{result:?}"
+                    );
                 } else {
                     let view = result.expect("confirm");
                     let price = if seller == USERS {
@@ -368,8 +382,7 @@ async fn run_case(w: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     confirmations[confirmation % confirmations.len()].clone();
                 let b = &w.users[buyer];
                 let already = w.store.settlement(&id).await.expect("read").is_some();
-                let results =
-                    join_all((0..repeats).map(|_| w.trading.settle(b, &id))).await;
+                let results = join_all((0..repeats).map(|_| w.trading.settle(b, &id))).await;
                 let affordable = model.balances.get(&b.account_id).copied().unwrap_or(0) >= price;
                 if already {
                     for r in &results {
@@ -388,10 +401,7 @@ async fn run_case(w: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         .or_default() += price - fee;
                 } else {
                     for r in &results {
-                        prop_assert!(
-                            matches!(r, Err(DomainError::InsufficientFunds(_))),
-                            "{r:?}"
-                        );
+                        prop_assert!(matches!(r, Err(DomainError::InsufficientFunds(_))), "{r:?}");
                     }
                 }
             }

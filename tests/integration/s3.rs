@@ -21,7 +21,14 @@ async fn moto() -> Moto {
     let port = free_port();
     let python = std::env::var("LIUTONG_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
     let child = tokio::process::Command::new(python)
-        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -37,7 +44,11 @@ async fn moto() -> Moto {
                 .send()
                 .await
                 .expect("create bucket");
-            assert!(created.status().is_success(), "bucket: {}", created.status());
+            assert!(
+                created.status().is_success(),
+                "bucket: {}",
+                created.status()
+            );
             return Moto {
                 endpoint,
                 _child: child,

@@ -78,7 +78,11 @@ async fn full_trade(app: TestApp) {
     .await
     .expect_error(403, "FORBIDDEN");
     let unsettled = app
-        .get("/querySettlement", Some(&carol.token), &[("confirmID", &confirm_id)])
+        .get(
+            "/querySettlement",
+            Some(&carol.token),
+            &[("confirmID", &confirm_id)],
+        )
         .await;
     assert_eq!(unsettled.ok()["settlement_status"], "UNSETTLED");
     assert!(unsettled.ok()["payment_proof"].is_null());
@@ -96,12 +100,23 @@ async fn full_trade(app: TestApp) {
     assert_eq!(proof["amount"], "19.99");
     assert_eq!(proof["amountMinor"], 1999);
     assert_eq!(proof["currency"], "CNY");
-    assert!(proof["ledgerTransaction"].as_str().is_some_and(|t| t.starts_with("ltx_")));
-    assert!(proof["receiptID"].as_str().is_some_and(|t| t.starts_with("rcpt_")));
+    assert!(
+        proof["ledgerTransaction"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("ltx_"))
+    );
+    assert!(
+        proof["receiptID"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("rcpt_"))
+    );
 
     let license = &s["licenses"];
     for field in A37_FIELDS {
-        assert!(license.get(*field).is_some(), "license lacks {field}: {license}");
+        assert!(
+            license.get(*field).is_some(),
+            "license lacks {field}: {license}"
+        );
     }
     assert!(verify_signed(&keys, license, "digital_signature"));
     assert_eq!(license["licensor"], "alice");
@@ -138,13 +153,21 @@ async fn full_trade(app: TestApp) {
     assert_eq!(app.balance(&carol.token).await, 30.01);
     for token in [&carol.token, &alice.token, &operator] {
         let q = app
-            .get("/querySettlement", Some(token), &[("confirmID", &confirm_id)])
+            .get(
+                "/querySettlement",
+                Some(token),
+                &[("confirmID", &confirm_id)],
+            )
             .await;
         assert_eq!(q.ok(), &s);
     }
-    app.get("/querySettlement", Some(&stranger), &[("confirmID", &confirm_id)])
-        .await
-        .expect_error(403, "FORBIDDEN");
+    app.get(
+        "/querySettlement",
+        Some(&stranger),
+        &[("confirmID", &confirm_id)],
+    )
+    .await
+    .expect_error(403, "FORBIDDEN");
     let q = app
         .get(
             "/queryDemandForSettlement",
@@ -175,13 +198,21 @@ async fn full_trade(app: TestApp) {
     // A.3.6.
     for token in [&carol.token, &alice.token, &operator] {
         let q = app
-            .get("/queryDeliverResult", Some(token), &[("confirmID", &confirm_id)])
+            .get(
+                "/queryDeliverResult",
+                Some(token),
+                &[("confirmID", &confirm_id)],
+            )
             .await;
         assert_eq!(q.ok()["delivery_proof"], json!([dp]));
     }
-    app.get("/queryDeliverResult", Some(&stranger), &[("confirmID", &confirm_id)])
-        .await
-        .expect_error(403, "FORBIDDEN");
+    app.get(
+        "/queryDeliverResult",
+        Some(&stranger),
+        &[("confirmID", &confirm_id)],
+    )
+    .await
+    .expect_error(403, "FORBIDDEN");
 
     let audit = app.audit().await;
     assert_eq!(audit["balanced"], true, "{audit}");
@@ -202,19 +233,23 @@ async fn confirmation_rules(app: TestApp) {
         let app = &app;
         async move { app.post("/confirmDemand", Some(&token), &body).await }
     };
-    let body = |demander: &str, demand: &str, reg: &str| {
-        json!({"demander": demander, "demandID": demand, "registrationID": reg})
-    };
+    let body = |demander: &str, demand: &str, reg: &str| json!({"demander": demander, "demandID": demand, "registrationID": reg});
     // Claiming to be the demander, or confirming someone else's demand.
-    confirm(&dave.token, body("carol", &demand, &listing.registration_id))
-        .await
-        .expect_error(403, "FORBIDDEN");
+    confirm(
+        &dave.token,
+        body("carol", &demand, &listing.registration_id),
+    )
+    .await
+    .expect_error(403, "FORBIDDEN");
     confirm(&dave.token, body("dave", &demand, &listing.registration_id))
         .await
         .expect_error(403, "FORBIDDEN");
-    confirm(&carol.token, body("carol", "dem_nope", &listing.registration_id))
-        .await
-        .expect_error(404, "NOT_FOUND");
+    confirm(
+        &carol.token,
+        body("carol", "dem_nope", &listing.registration_id),
+    )
+    .await
+    .expect_error(404, "NOT_FOUND");
     confirm(&carol.token, body("carol", &demand, "reg_nope"))
         .await
         .expect_error(404, "NOT_FOUND");
@@ -224,9 +259,17 @@ async fn confirmation_rules(app: TestApp) {
     let r = confirm(&carol.token, extra).await;
     r.expect_error(400, "INVALID_ARGUMENT");
     assert!(r.error_msg().contains("price"), "{}", r.error_msg());
-    let r = confirm(&carol.token, json!({"demander": "carol", "demandID": demand})).await;
+    let r = confirm(
+        &carol.token,
+        json!({"demander": "carol", "demandID": demand}),
+    )
+    .await;
     r.expect_error(400, "INVALID_ARGUMENT");
-    assert!(r.error_msg().contains("registrationID"), "{}", r.error_msg());
+    assert!(
+        r.error_msg().contains("registrationID"),
+        "{}",
+        r.error_msg()
+    );
 
     // An unpublished demand, and a demand of another data_type.
     let unpublished = app
@@ -235,13 +278,20 @@ async fn confirmation_rules(app: TestApp) {
             &crate::support::fixtures::register_demand("carol", &["ct"], "dataset"),
         )
         .await;
-    confirm(&carol.token, body("carol", &unpublished, &listing.registration_id))
-        .await
-        .expect_error(409, "INVALID_STATE");
+    confirm(
+        &carol.token,
+        body("carol", &unpublished, &listing.registration_id),
+    )
+    .await
+    .expect_error(409, "INVALID_STATE");
     let models = app
         .published_demand(&carol.token, "carol", &["ct"], "model")
         .await;
-    let r = confirm(&carol.token, body("carol", &models, &listing.registration_id)).await;
+    let r = confirm(
+        &carol.token,
+        body("carol", &models, &listing.registration_id),
+    )
+    .await;
     r.expect_error(400, "INVALID_ARGUMENT");
     assert!(r.error_msg().contains("data_type"), "{}", r.error_msg());
 
@@ -254,10 +304,17 @@ async fn confirmation_rules(app: TestApp) {
         .expect_error(403, "FORBIDDEN");
 
     // One live confirmation per demand.
-    confirm(&carol.token, body("carol", &demand, &listing.registration_id))
-        .await
-        .ok();
-    let r = confirm(&carol.token, body("carol", &demand, &listing.registration_id)).await;
+    confirm(
+        &carol.token,
+        body("carol", &demand, &listing.registration_id),
+    )
+    .await
+    .ok();
+    let r = confirm(
+        &carol.token,
+        body("carol", &demand, &listing.registration_id),
+    )
+    .await;
     r.expect_error(409, "CONFLICT");
     // ...but the same resource for another demand is fine.
     app.confirm(&dave, &listing.registration_id).await;
@@ -359,7 +416,11 @@ async fn settlement_refusals(app: TestApp) {
     assert_eq!(app.balance(&alice.token).await, 0.0);
     assert_eq!(app.audit().await, before);
     let q = app
-        .get("/querySettlement", Some(&carol.token), &[("confirmID", &confirm_id)])
+        .get(
+            "/querySettlement",
+            Some(&carol.token),
+            &[("confirmID", &confirm_id)],
+        )
         .await;
     assert_eq!(q.ok()["settlement_status"], "UNSETTLED");
     // Topped up, it goes through.
@@ -371,10 +432,16 @@ async fn settlement_refusals(app: TestApp) {
     // A buyer without a delivery key: 409 before any money moves.
     let erin = app.party("erin").await;
     app.credit("erin", 100.0, "r3").await.ok();
-    let c2 = app.confirm(&erin, &listing_again(&app, &alice, "d2").await).await;
+    let c2 = app
+        .confirm(&erin, &listing_again(&app, &alice, "d2").await)
+        .await;
     let r = app.settle(&erin.token, &c2).await;
     r.expect_error(409, "INVALID_STATE");
-    assert!(r.error_msg().contains("/v1/account/deliveryKey"), "{}", r.error_msg());
+    assert!(
+        r.error_msg().contains("/v1/account/deliveryKey"),
+        "{}",
+        r.error_msg()
+    );
     assert_eq!(app.balance(&erin.token).await, 100.0);
     app.set_delivery_key(&erin).await;
     app.settle(&erin.token, &c2).await.ok();
@@ -400,9 +467,14 @@ async fn settlement_refusals(app: TestApp) {
 
     // A provider with a key but no file and a resource_url liutong cannot fetch: 409.
     let reg4 = app
-        .listing_with(&alice, "d4", Some(1.0), b"x", age::x25519::Identity::generate(), |b| {
-            b["resource_url"] = json!("ftp://provider.example/d4.age")
-        })
+        .listing_with(
+            &alice,
+            "d4",
+            Some(1.0),
+            b"x",
+            age::x25519::Identity::generate(),
+            |b| b["resource_url"] = json!("ftp://provider.example/d4.age"),
+        )
         .await
         .registration_id;
     let c4 = app.confirm(&erin, &reg4).await;
@@ -425,7 +497,9 @@ async fn settlement_refusals(app: TestApp) {
 }
 
 async fn listing_again(app: &TestApp, owner: &crate::support::trade::Party, id: &str) -> String {
-    app.listing(owner, id, Some(3.0), b"more").await.registration_id
+    app.listing(owner, id, Some(3.0), b"more")
+        .await
+        .registration_id
 }
 
 async fn expired_confirmations_release_the_demand(backend: Backend) {
@@ -503,7 +577,11 @@ async fn credits_are_idempotent(app: TestApp) {
     assert_eq!(receipt["username"], "carol");
     assert_eq!(receipt["amount"], 12.34);
     assert_eq!(receipt["reference"], "bank-77");
-    assert!(receipt["transactionID"].as_str().is_some_and(|t| t.starts_with("ltx_")));
+    assert!(
+        receipt["transactionID"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("ltx_"))
+    );
     // Same reference and content: the same result, credited once.
     let again = credit(
         &operator,
@@ -517,9 +595,7 @@ async fn credits_are_idempotent(app: TestApp) {
         json!({"username": "carol", "amount": 12.35, "reference": "bank-77"}),
         json!({"username": "dave", "amount": 12.34, "reference": "bank-77"}),
     ] {
-        credit(&operator, body)
-            .await
-            .expect_error(409, "CONFLICT");
+        credit(&operator, body).await.expect_error(409, "CONFLICT");
     }
     // Concurrent repeats of one new reference credit once.
     let results = join_all((0..20).map(|_| {
@@ -547,7 +623,11 @@ async fn credits_are_idempotent(app: TestApp) {
     )
     .await
     .expect_error(404, "NOT_FOUND");
-    for (amount, pointer) in [(json!(0), "/amount"), (json!(-5), "/amount"), (json!(1.234), "/amount")] {
+    for (amount, pointer) in [
+        (json!(0), "/amount"),
+        (json!(-5), "/amount"),
+        (json!(1.234), "/amount"),
+    ] {
         let r = credit(
             &operator,
             json!({"username": "carol", "amount": amount, "reference": "x2"}),
@@ -677,8 +757,15 @@ async fn update_licenses_reissues_and_supersedes(app: TestApp) {
         assert!(verify_signed(&keys, new, "digital_signature"));
         assert_ne!(new["licensesID"], old["licensesID"]);
         assert_ne!(new["digital_watermarking"], old["digital_watermarking"]);
-        for same in ["licensor", "licensee", "registrationID", "dataID", "license_term",
-                     "usage_restrictions", "confirmID"] {
+        for same in [
+            "licensor",
+            "licensee",
+            "registrationID",
+            "dataID",
+            "license_term",
+            "usage_restrictions",
+            "confirmID",
+        ] {
             assert_eq!(new[same], old[same], "{same}");
         }
     }
@@ -692,7 +779,11 @@ async fn update_licenses_reissues_and_supersedes(app: TestApp) {
     app.deliver_json(&carol.token, &licenses[0]).await.ok();
     app.deliver_json(&dave.token, &licenses[1]).await.ok();
     let q = app
-        .get("/querySettlement", Some(&carol.token), &[("confirmID", &c1)])
+        .get(
+            "/querySettlement",
+            Some(&carol.token),
+            &[("confirmID", &c1)],
+        )
         .await;
     assert_eq!(q.ok()["licenses"], licenses[0]);
     let q = app

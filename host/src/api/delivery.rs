@@ -131,9 +131,7 @@ async fn deliver(
         }))
         .into_response()),
         Content::Stream { size, stream } => {
-            let header = |v: String| {
-                HeaderValue::from_str(&v).map_err(|e| ApiError::internal(&e))
-            };
+            let header = |v: String| HeaderValue::from_str(&v).map_err(|e| ApiError::internal(&e));
             let proof = &delivered.proof;
             let mut response = Response::new(Body::from_stream(stream));
             *response.status_mut() = StatusCode::OK;
@@ -163,7 +161,9 @@ async fn query_deliver_result(
     ValidQuery(DeliverResultQuery(r)): ValidQuery<DeliverResultQuery>,
 ) -> ApiResult<Value> {
     let proofs = app.delivery.query(&caller, &r.confirm_id).await?;
-    Ok(Data(json!({ "confirmID": r.confirm_id, "delivery_proof": proofs })))
+    Ok(Data(
+        json!({ "confirmID": r.confirm_id, "delivery_proof": proofs }),
+    ))
 }
 
 pub fn routes() -> Vec<Route> {

@@ -254,7 +254,8 @@ impl KeyRing {
 
         let mut signing = Vec::new();
         for path in list_files(&dir.join(SIGNING_DIR), "pem")? {
-            let text = String::from_utf8(read_private(&path)?).map_err(|_| invalid(&path, "not UTF-8"))?;
+            let text =
+                String::from_utf8(read_private(&path)?).map_err(|_| invalid(&path, "not UTF-8"))?;
             let key = SigningKey::from_pkcs8_pem(&text)
                 .map_err(|e| invalid(&path, &format!("not a PKCS#8 Ed25519 key: {e}")))?;
             let key_id = signing_key_id(&key.verifying_key());
@@ -293,7 +294,10 @@ impl KeyRing {
             .ok_or_else(|| {
                 invalid(
                     &current_path,
-                    &format!("names signing key {} but it is not in signing/", current.signing),
+                    &format!(
+                        "names signing key {} but it is not in signing/",
+                        current.signing
+                    ),
                 )
             })?;
         let current_escrow = escrow
@@ -302,7 +306,10 @@ impl KeyRing {
             .ok_or_else(|| {
                 invalid(
                     &current_path,
-                    &format!("names escrow identity {} but it is not in escrow/", current.escrow),
+                    &format!(
+                        "names escrow identity {} but it is not in escrow/",
+                        current.escrow
+                    ),
                 )
             })?;
         Ok(KeyRing {

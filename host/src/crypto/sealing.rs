@@ -110,10 +110,7 @@ pub fn decrypt_small<'a>(
 
 /// Opens a delivery key deposited sealed to (any of) the operator's escrow recipients. The
 /// identity exists only in memory and is wiped when dropped.
-pub fn unseal_identity(
-    ring: &KeyRing,
-    sealed: &[u8],
-) -> Result<age::x25519::Identity, SealError> {
+pub fn unseal_identity(ring: &KeyRing, sealed: &[u8]) -> Result<age::x25519::Identity, SealError> {
     let plaintext = decrypt_small(sealed, ring.escrow_identities()).map_err(|e| match e {
         SealError::Decrypt(m) => SealError::NotSealedToEscrow(m),
         other => other,

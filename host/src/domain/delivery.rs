@@ -396,7 +396,9 @@ impl Delivery {
             "digital_watermarking": verified.watermark,
         });
         let Value::Object(proof) = proof else {
-            return Err(DomainError::Internal("delivery proof is not an object".into()));
+            return Err(DomainError::Internal(
+                "delivery proof is not an object".into(),
+            ));
         };
         let proof = Value::Object(
             self.keys
@@ -459,7 +461,11 @@ impl Delivery {
     }
 
     /// A.3.6: the delivery proofs of a confirmation; buyer, seller or operator.
-    pub async fn query(&self, caller: &Caller, confirm_id: &str) -> Result<Vec<Value>, DomainError> {
+    pub async fn query(
+        &self,
+        caller: &Caller,
+        confirm_id: &str,
+    ) -> Result<Vec<Value>, DomainError> {
         let confirmation = self.trading.find_confirmation(confirm_id).await?;
         confirmation.check_party(caller)?;
         Ok(self.store.delivery_proofs(&confirmation.id).await?)

@@ -232,9 +232,7 @@ impl Ledger {
                     .store
                     .ledger_transaction_by_reference(TransactionKind::Credit, &req.reference)
                     .await?
-                    .ok_or_else(|| {
-                        DomainError::Internal("credit reference vanished".to_owned())
-                    })?;
+                    .ok_or_else(|| DomainError::Internal("credit reference vanished".to_owned()))?;
                 if existing.request == request {
                     Ok(receipt(existing.id, existing.created_at))
                 } else {

@@ -30,7 +30,8 @@ pub const SIGNATURE_FIELD: &str = "digital_signature";
 pub const WATERMARK_FIELD: &str = "digital_watermarking";
 pub const WATERMARK_PURPOSE: &str = "liutong/license-watermark/v1";
 /// Prohibited uses when the provider published none.
-pub const DEFAULT_PROHIBITED: &[&str] = &["unlicensed_commercial_use", "redistribution", "illegal_use"];
+pub const DEFAULT_PROHIBITED: &[&str] =
+    &["unlicensed_commercial_use", "redistribution", "illegal_use"];
 /// Never licensable, whatever the provider published.
 pub const ALWAYS_PROHIBITED: &str = "illegal_use";
 
@@ -76,7 +77,12 @@ pub struct LicenseTerms {
     pub confirm_id: String,
 }
 
-fn watermark_input(licenses_id: &str, licensee: &str, registration_id: &str, data_id: &str) -> Value {
+fn watermark_input(
+    licenses_id: &str,
+    licensee: &str,
+    registration_id: &str,
+    data_id: &str,
+) -> Value {
     json!({
         "purpose": WATERMARK_PURPOSE,
         "licensesID": licenses_id,
@@ -257,7 +263,9 @@ mod tests {
             json!({"prohibited": ["unlicensed_commercial_use", "redistribution", "illegal_use"]})
         );
         assert_eq!(
-            usage_restrictions(Some(&json!({"prohibited": ["redistribution"], "notes": "n"}))),
+            usage_restrictions(Some(
+                &json!({"prohibited": ["redistribution"], "notes": "n"})
+            )),
             json!({"prohibited": ["redistribution", "illegal_use"], "notes": "n"})
         );
     }

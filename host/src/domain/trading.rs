@@ -23,9 +23,7 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
 use super::billing::{Billing, ChargeRequest};
-use super::ledger::{
-    AccountKind, FEES_ACCOUNT, LedgerTransaction, Posting, TransactionKind,
-};
+use super::ledger::{AccountKind, FEES_ACCOUNT, LedgerTransaction, Posting, TransactionKind};
 use super::license::{self, LicenseTerms};
 use super::money::{format_minor, minor_to_price};
 use super::supply::{ResourceRef, Supply};
@@ -290,13 +288,9 @@ impl Trading {
         req: &ConfirmDemand,
     ) -> Result<ConfirmationView, DomainError> {
         caller.must_be("demander", &req.demander)?;
-        let demand = self
-            .store
-            .demand(&req.demand_id)
-            .await?
-            .ok_or_else(|| {
-                DomainError::NotFound(format!("no demand with demandID '{}'", req.demand_id))
-            })?;
+        let demand = self.store.demand(&req.demand_id).await?.ok_or_else(|| {
+            DomainError::NotFound(format!("no demand with demandID '{}'", req.demand_id))
+        })?;
         if demand.demander_account_id != caller.account_id {
             return Err(DomainError::Forbidden(format!(
                 "demandID '{}' belongs to another demander",
@@ -517,7 +511,9 @@ impl Trading {
             "settledAt": to_rfc3339(settled_at),
         });
         let Value::Object(proof) = proof else {
-            return Err(DomainError::Internal("payment proof is not an object".into()));
+            return Err(DomainError::Internal(
+                "payment proof is not an object".into(),
+            ));
         };
         let payment_proof = Value::Object(
             self.keys
@@ -644,12 +640,9 @@ impl Trading {
         })?;
         let buyer = sealing::parse_recipient(&buyer_recipient)
             .map_err(|e| DomainError::Internal(format!("stored buyer recipient: {e}")))?;
-        let ciphertext = sealing::rewrap_identity(
-            &identity,
-            &buyer,
-            &to_rfc3339(OffsetDateTime::now_utc()),
-        )
-        .map_err(|e| DomainError::Internal(e.to_string()))?;
+        let ciphertext =
+            sealing::rewrap_identity(&identity, &buyer, &to_rfc3339(OffsetDateTime::now_utc()))
+                .map_err(|e| DomainError::Internal(e.to_string()))?;
         Ok(json!({
             "format": "age",
             "recipient": buyer_recipient,

@@ -189,9 +189,13 @@ impl Storage {
                     file.sync_all().await.map_err(io(&tmp))?;
                     let target = dir.object_path(key);
                     if let Some(parent) = target.parent() {
-                        tokio::fs::create_dir_all(parent).await.map_err(io(parent))?;
+                        tokio::fs::create_dir_all(parent)
+                            .await
+                            .map_err(io(parent))?;
                     }
-                    tokio::fs::rename(&tmp, &target).await.map_err(io(&target))?;
+                    tokio::fs::rename(&tmp, &target)
+                        .await
+                        .map_err(io(&target))?;
                     Ok(())
                 }
                 .await;
@@ -215,12 +219,10 @@ impl Storage {
                         size += chunk.len() as u64;
                         out.put(chunk).await?;
                     }
-                    out.shutdown()
-                        .await
-                        .map_err(|e| StorageError::Io {
-                            path: key.to_owned(),
-                            source: e,
-                        })?;
+                    out.shutdown().await.map_err(|e| StorageError::Io {
+                        path: key.to_owned(),
+                        source: e,
+                    })?;
                     Ok(())
                 }
                 .await;
@@ -435,7 +437,9 @@ mod tests {
         assert_eq!(back, b"hello world");
         // Nothing is left in tmp/.
         assert_eq!(
-            std::fs::read_dir(tmp.path().join("tmp")).expect("tmp").count(),
+            std::fs::read_dir(tmp.path().join("tmp"))
+                .expect("tmp")
+                .count(),
             0
         );
 
@@ -485,7 +489,9 @@ mod tests {
         ));
         assert!(storage.open("r/u").await.is_err());
         assert_eq!(
-            std::fs::read_dir(tmp.path().join("tmp")).expect("tmp").count(),
+            std::fs::read_dir(tmp.path().join("tmp"))
+                .expect("tmp")
+                .count(),
             0
         );
     }

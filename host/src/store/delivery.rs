@@ -44,7 +44,10 @@ impl Store {
         Ok(())
     }
 
-    pub async fn account_delivery_key(&self, account_id: &str) -> Result<Option<String>, StoreError> {
+    pub async fn account_delivery_key(
+        &self,
+        account_id: &str,
+    ) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT recipient FROM account_delivery_keys WHERE account_id = $1")
             .bind(account_id)
             .fetch_optional(&self.pool)
@@ -91,7 +94,10 @@ impl Store {
         }))
     }
 
-    pub async fn resource_file(&self, resource_id: &str) -> Result<Option<ResourceFile>, StoreError> {
+    pub async fn resource_file(
+        &self,
+        resource_id: &str,
+    ) -> Result<Option<ResourceFile>, StoreError> {
         let row = sqlx::query(
             "SELECT resource_id, object_key, size, sha256, uploaded_at \
              FROM resource_files WHERE resource_id = $1",

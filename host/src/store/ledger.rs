@@ -17,7 +17,9 @@ pub enum PostOutcome {
     Posted,
     /// Posting to `account` would take it below its floor (a user below zero) or above the
     /// maximum; nothing was written and the caller must roll back.
-    LimitReached { account: String },
+    LimitReached {
+        account: String,
+    },
 }
 
 /// A stored transaction header.

@@ -85,7 +85,9 @@ pub enum SettleOutcome {
     /// The confirmation is no longer waiting for settlement (it expired).
     NotSettleable,
     /// A posting would cross an account's limit (the buyer's balance is too low).
-    LimitReached { account: String },
+    LimitReached {
+        account: String,
+    },
 }
 
 async fn insert_license(tx: &mut Tx, l: &LicenseRecord) -> Result<(), StoreError> {
@@ -158,7 +160,10 @@ impl Store {
         row.as_ref().map(confirmation_from_row).transpose()
     }
 
-    pub async fn settlement(&self, confirm_id: &str) -> Result<Option<SettlementRecord>, StoreError> {
+    pub async fn settlement(
+        &self,
+        confirm_id: &str,
+    ) -> Result<Option<SettlementRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT confirm_id, receipt_id, ledger_transaction_id, amount_minor, payment_proof, \
                private_key, settled_at \

@@ -440,7 +440,10 @@ pub async fn wait_healthy(base: &str) -> bool {
 
 /// Runs `liutong --config <dir>/liutong.toml serve` on a free port; its log goes to
 /// `<dir>/server.log`.
-async fn start_binary(config: &Config, dir: &std::path::Path) -> (tokio::process::Child, SocketAddr) {
+async fn start_binary(
+    config: &Config,
+    dir: &std::path::Path,
+) -> (tokio::process::Child, SocketAddr) {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
     let log = std::fs::OpenOptions::new()

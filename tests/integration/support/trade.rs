@@ -125,9 +125,7 @@ impl TestApp {
     }
 
     pub async fn balance(&self, token: &str) -> f64 {
-        self.get("/v1/account/balance", Some(token), &[])
-            .await
-            .ok()["balance"]
+        self.get("/v1/account/balance", Some(token), &[]).await.ok()["balance"]
             .as_f64()
             .expect("balance")
     }
@@ -144,12 +142,7 @@ impl TestApp {
         .await
     }
 
-    pub async fn deposit(
-        &self,
-        token: &str,
-        registration_id: &str,
-        sealed: &[u8],
-    ) -> super::Resp {
+    pub async fn deposit(&self, token: &str, registration_id: &str, sealed: &[u8]) -> super::Resp {
         self.send(
             self.client
                 .put(self.url("/v1/data/deliveryKey"))
@@ -175,7 +168,11 @@ impl TestApp {
             .listing_with(owner, data_id, price, plaintext, identity, |_| {})
             .await;
         let resp = self
-            .upload(&owner.token, &listing.registration_id, listing.ciphertext.clone())
+            .upload(
+                &owner.token,
+                &listing.registration_id,
+                listing.ciphertext.clone(),
+            )
             .await;
         assert_eq!(resp.ok()["size"], listing.ciphertext.len());
         listing
@@ -241,8 +238,12 @@ impl TestApp {
     }
 
     pub async fn settle(&self, token: &str, confirm_id: &str) -> super::Resp {
-        self.post("/settlement", Some(token), &json!({"confirmID": confirm_id}))
-            .await
+        self.post(
+            "/settlement",
+            Some(token),
+            &json!({"confirmID": confirm_id}),
+        )
+        .await
     }
 
     pub async fn deliver_json(&self, token: &str, license: &Value) -> super::Resp {
