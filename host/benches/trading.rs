@@ -12,7 +12,7 @@
 //! server's resident memory (idle, peak while uploading, peak while delivering).
 //!
 //! Settings (environment): LIUTONG_BENCH_CONCURRENCY (32), LIUTONG_BENCH_SECONDS (20, trade run
-//! length), LIUTONG_BENCH_BIG_GIB (5; 0 skips the big file), LIUTONG_BENCH_POSTGRES (admin URL,
+//! length; 0 skips the trades), LIUTONG_BENCH_BIG_GIB (5; 0 skips the big file), LIUTONG_BENCH_POSTGRES (admin URL,
 //! default postgres://postgres@127.0.0.1:5432/test; "skip" skips PostgreSQL).
 
 use std::io::Write;
@@ -137,7 +137,13 @@ impl Api {
         self.call(req).await
     }
 
-    async fn put_json(&self, path: &str, query: &[(&str, &str)], token: &str, body: Value) -> Value {
+    async fn put_json(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        token: &str,
+        body: Value,
+    ) -> Value {
         let req = self
             .client
             .put(format!("{}{path}", self.base))
@@ -381,8 +387,13 @@ async fn trades(database_url: &str, concurrency: usize, seconds: u64) -> TradeRe
         let provider_token = api.user(&provider).await;
         let buyer_token = api.user(&buyer).await;
         let buyer_key = age::x25519::Identity::generate().to_public().to_string();
-        api.put_json("/v1/account/deliveryKey", &[], &buyer_token, json!({"publicKey": buyer_key}))
-            .await;
+        api.put_json(
+            "/v1/account/deliveryKey",
+            &[],
+            &buyer_token,
+            json!({"publicKey": buyer_key}),
+        )
+        .await;
         api.post(
             "/v1/admin/accounts/credit",
             Some(&operator),
@@ -401,7 +412,12 @@ async fn trades(database_url: &str, concurrency: usize, seconds: u64) -> TradeRe
     let warm: Vec<_> = workers
         .iter()
         .map(|w| {
-            let (api, fx, w, counter) = (api.clone(), Arc::clone(&fx), Arc::clone(w), Arc::clone(&counter));
+            let (api, fx, w, counter) = (
+                api.clone(),
+                Arc::clone(&fx),
+                Arc::clone(w),
+                Arc::clone(&counter),
+            );
             tokio::spawn(async move {
                 trade(&api, &fx, &w, counter.fetch_add(1, Ordering::Relaxed)).await
             })
@@ -415,7 +431,12 @@ async fn trades(database_url: &str, concurrency: usize, seconds: u64) -> TradeRe
     let tasks: Vec<_> = workers
         .iter()
         .map(|w| {
-            let (api, fx, w, counter) = (api.clone(), Arc::clone(&fx), Arc::clone(w), Arc::clone(&counter));
+            let (api, fx, w, counter) = (
+                api.clone(),
+                Arc::clone(&fx),
+                Arc::clone(w),
+                Arc::clone(&counter),
+            );
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 while Instant::now() < deadline {
@@ -547,8 +568,13 @@ async fn big_file(gib: u64, dir: &Path) -> BigResult {
     let provider_token = api.user("bigprov").await;
     let buyer_token = api.user("bigbuyer").await;
     let buyer_key = age::x25519::Identity::generate().to_public().to_string();
-    api.put_json("/v1/account/deliveryKey", &[], &buyer_token, json!({"publicKey": buyer_key}))
-        .await;
+    api.put_json(
+        "/v1/account/deliveryKey",
+        &[],
+        &buyer_token,
+        json!({"publicKey": buyer_key}),
+    )
+    .await;
     api.post(
         "/v1/admin/accounts/credit",
         Some(&operator),
@@ -636,7 +662,11 @@ async fn big_file(gib: u64, dir: &Path) -> BigResult {
         .expect("confirm")
         .to_owned();
     let settled = api
-        .post("/settlement", Some(&buyer_token), json!({"confirmID": confirm}))
+        .post(
+            "/settlement",
+            Some(&buyer_token),
+            json!({"confirmID": confirm}),
+        )
         .await;
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -681,9 +711,12 @@ async fn postgres_database(admin: &str) -> Option<(String, String)> {
         .await
         .ok()?;
     let name = format!("lt_bench_{}", uuid::Uuid::new_v4().simple());
-    sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await
-        .ok()?;
+    sqlx::Executor::execute(
+        &mut conn,
+        sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+    )
+    .await
+    .ok()?;
     let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
     Some((format!("{base}/{name}"), name))
 }
@@ -716,27 +749,9 @@ async fn main() {
     let dir: PathBuf = tempfile::tempdir().expect("dir").keep();
     println!("load average at start: {}", uptime());
     println!();
-    println!("| database | concurrency | trades/s | trades | p50 ms | p99 ms | raw commits/s |");
-    println!("|---|---|---|---|---|---|---|");
-    let sqlite = trades(
-        &liutong::config::sqlite_url(&dir.join("trades.db")),
-        concurrency,
-        seconds,
-    )
-    .await;
-    print_trades("SQLite", &sqlite, concurrency);
-    if admin != "skip" {
-        match postgres_database(&admin).await {
-            Some((url, name)) => {
-                let pg = trades(&url, concurrency, seconds).await;
-                print_trades("PostgreSQL", &pg, concurrency);
-                drop_postgres_database(&admin, &name).await;
-            }
-            None => println!("| PostgreSQL | – | not reachable at {admin} | | | | |"),
-        }
+    if seconds > 0 {
+        run_trades(concurrency, seconds, &admin, &dir).await;
     }
-    println!();
-    println!("load average after trades: {}", uptime());
     if gib > 0 {
         let big = big_file(gib, &dir).await;
         println!();
@@ -760,4 +775,28 @@ async fn main() {
         println!("load average at end: {}", uptime());
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn run_trades(concurrency: usize, seconds: u64, admin: &str, dir: &Path) {
+    println!("| database | concurrency | trades/s | trades | p50 ms | p99 ms | raw commits/s |");
+    println!("|---|---|---|---|---|---|---|");
+    let sqlite = trades(
+        &liutong::config::sqlite_url(&dir.join("trades.db")),
+        concurrency,
+        seconds,
+    )
+    .await;
+    print_trades("SQLite", &sqlite, concurrency);
+    if admin != "skip" {
+        match postgres_database(admin).await {
+            Some((url, name)) => {
+                let pg = trades(&url, concurrency, seconds).await;
+                print_trades("PostgreSQL", &pg, concurrency);
+                drop_postgres_database(admin, &name).await;
+            }
+            None => println!("| PostgreSQL | – | not reachable at {admin} | | | | |"),
+        }
+    }
+    println!();
+    println!("load average after trades: {}", uptime());
 }

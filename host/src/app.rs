@@ -49,6 +49,15 @@ impl App {
         let keys = Arc::new(keys);
         let storage = Storage::from_config(&config.storage)?;
         tracing::info!(storage = %storage.describe(), "data files storage");
+        let swept = storage
+            .sweep_stale_uploads(std::time::Duration::from_secs(3600))
+            .await;
+        if swept > 0 {
+            tracing::info!(
+                count = swept,
+                "removed partial uploads left by an earlier crash"
+            );
+        }
         let store = Store::connect(&config.database_url, config.max_db_connections).await?;
         store.migrate().await?;
         let schemas = Schemas::load()?;

@@ -87,7 +87,8 @@ CREATE TABLE settlements (
     amount_minor          BIGINT NOT NULL CHECK (amount_minor >= 0),
     payment_proof         TEXT NOT NULL,
     private_key           TEXT,
-    settled_at            BIGINT NOT NULL
+    settled_at            BIGINT NOT NULL,
+    CONSTRAINT settlements_ledger_transaction_key UNIQUE (ledger_transaction_id)
 );
 
 -- Licenses as issued (document = the signed JSON). A re-issued license supersedes the old one.

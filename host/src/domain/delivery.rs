@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use futures_util::stream::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -28,7 +27,7 @@ use super::trading::{ConfirmationStatus, DeliveryRecord, PROOF_SIGNATURE_FIELD, 
 use super::{CONTROLLED_REGISTRATION_ID, Caller, DomainError, new_id};
 use crate::crypto::{KeyRing, sealing};
 use crate::storage::fetch::{FetchError, Fetcher, is_fetchable};
-use crate::storage::{ByteStream, Storage, StorageError, Verified, read_to_vec};
+use crate::storage::{ByteStream, Storage, StorageError, read_to_vec, verified};
 use crate::store::delivery::{ResourceFile, SealedKey};
 use crate::store::{Store, now_millis};
 
@@ -429,7 +428,7 @@ impl Delivery {
             return Ok(Source {
                 size,
                 sha256: file.sha256.clone(),
-                stream: Verified::new(stream, size, file.sha256, None).boxed(),
+                stream: verified(stream, size, file.sha256, None),
                 origin: "upload",
             });
         }

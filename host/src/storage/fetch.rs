@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{ByteStream, CHUNK, Verified};
+use super::{ByteStream, CHUNK, verified};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -44,7 +44,12 @@ impl Spooled {
     pub async fn into_stream(self) -> Result<ByteStream, std::io::Error> {
         let file = tokio::fs::File::open(&self.path).await?;
         let inner = tokio_util::io::ReaderStream::with_capacity(file, CHUNK).boxed();
-        Ok(Verified::new(inner, self.size, self.sha256, Some(Box::new(self.path))).boxed())
+        Ok(verified(
+            inner,
+            self.size,
+            self.sha256,
+            Some(Box::new(self.path)),
+        ))
     }
 }
 

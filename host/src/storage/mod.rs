@@ -8,9 +8,7 @@
 pub mod fetch;
 
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, Stream, StreamExt};
@@ -276,6 +274,39 @@ impl Storage {
         }
     }
 
+    /// Removes partial uploads older than `older_than` from the local directory's `tmp/`: what
+    /// a crash (or kill -9) in the middle of an upload leaves behind. An upload in progress
+    /// writes continuously, so its file is never that old. Returns how many were removed.
+    pub async fn sweep_stale_uploads(&self, older_than: std::time::Duration) -> usize {
+        let Storage::Local(dir) = self else {
+            // S3 multipart uploads cut off by a crash are cleaned by the bucket's lifecycle
+            // rule for incomplete multipart uploads.
+            return 0;
+        };
+        let tmp = dir.root.join("tmp");
+        let Ok(mut entries) = tokio::fs::read_dir(&tmp).await else {
+            return 0;
+        };
+        let mut removed = 0;
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("part") {
+                continue;
+            }
+            let stale = entry
+                .metadata()
+                .await
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > older_than);
+            if stale && tokio::fs::remove_file(&path).await.is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// Deletes an object; a missing one is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
         check_key(key)?;
@@ -326,81 +357,106 @@ pub async fn read_to_vec(mut stream: ByteStream, limit: u64) -> Result<Vec<u8>, 
     Ok(out)
 }
 
+/// Chunks handed to the hashing task ahead of the one being sent.
+const HASH_QUEUE: usize = 8;
+
 /// Passes a stream through while checking it against the size and SHA-256 recorded when it was
-/// stored. On a mismatch the stream ends with an error instead of completing, so a client never
-/// receives a corrupted file as if it were whole.
-pub struct Verified {
+/// stored. The hashing runs in its own task, beside the sending, so it costs throughput only
+/// when a core is free for it; and the last chunk is held back until the digest is confirmed,
+/// so on a mismatch the transfer ends with an error and the client never receives a corrupted
+/// file as if it were whole. `guard` is dropped with the stream (e.g. a spool file's path,
+/// which deletes the file).
+pub fn verified(
     inner: ByteStream,
-    hasher: Sha256,
-    seen: u64,
     expected_size: u64,
     expected_sha256: String,
-    done: bool,
-    /// Dropped (and with it, for instance, a spool file deleted) when the stream is.
-    _guard: Option<Box<dyn Send + Sync>>,
-}
-
-impl Verified {
-    pub fn new(
+    guard: Option<Box<dyn Send + Sync>>,
+) -> ByteStream {
+    let (to_hasher, mut chunks) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
+    let hasher = tokio::spawn(async move {
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        while let Some(chunk) = chunks.recv().await {
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+        }
+        (size, hex::encode(hasher.finalize()))
+    });
+    struct State {
         inner: ByteStream,
-        expected_size: u64,
-        expected_sha256: String,
-        guard: Option<Box<dyn Send + Sync>>,
-    ) -> Verified {
-        Verified {
-            inner,
-            hasher: Sha256::new(),
-            seen: 0,
-            expected_size,
-            expected_sha256,
-            done: false,
-            _guard: guard,
-        }
+        to_hasher: Option<tokio::sync::mpsc::Sender<Bytes>>,
+        hasher: Option<tokio::task::JoinHandle<(u64, String)>>,
+        held: Option<Bytes>,
+        seen: u64,
+        done: bool,
+        _guard: Option<Box<dyn Send + Sync>>,
     }
-}
-
-impl Stream for Verified {
-    type Item = Result<Bytes, std::io::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        match self.inner.poll_next_unpin(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                self.seen += chunk.len() as u64;
-                if self.seen > self.expected_size {
-                    self.done = true;
-                    tracing::error!("stored file is longer than recorded; delivery aborted");
-                    return Poll::Ready(Some(Err(std::io::Error::other(
-                        "stored file does not match its record",
-                    ))));
+    let mismatch = || {
+        tracing::error!(
+            "stored file does not match its recorded size and SHA-256; delivery aborted"
+        );
+        std::io::Error::other("stored file does not match its record")
+    };
+    let state = State {
+        inner,
+        to_hasher: Some(to_hasher),
+        hasher: Some(hasher),
+        held: None,
+        seen: 0,
+        done: false,
+        _guard: guard,
+    };
+    futures_util::stream::unfold(state, move |mut st| {
+        let expected_sha256 = expected_sha256.clone();
+        async move {
+            if st.done {
+                return None;
+            }
+            loop {
+                match st.inner.next().await {
+                    Some(Ok(chunk)) => {
+                        st.seen += chunk.len() as u64;
+                        if st.seen > expected_size {
+                            st.done = true;
+                            return Some((Err(mismatch()), st));
+                        }
+                        let queued = match &st.to_hasher {
+                            Some(tx) => tx.send(chunk.clone()).await.is_ok(),
+                            None => false,
+                        };
+                        if !queued {
+                            st.done = true;
+                            return Some((Err(std::io::Error::other("hashing task ended")), st));
+                        }
+                        // Send the previous chunk; keep this one until the next arrives.
+                        if let Some(previous) = st.held.replace(chunk) {
+                            return Some((Ok(previous), st));
+                        }
+                    }
+                    Some(Err(e)) => {
+                        st.done = true;
+                        return Some((Err(e), st));
+                    }
+                    None => {
+                        st.done = true;
+                        drop(st.to_hasher.take());
+                        let digest = match st.hasher.take() {
+                            Some(task) => task.await.ok(),
+                            None => None,
+                        };
+                        let intact = digest.as_ref().is_some_and(|(size, sha)| {
+                            *size == expected_size && *sha == expected_sha256
+                        });
+                        if !intact {
+                            return Some((Err(mismatch()), st));
+                        }
+                        return st.held.take().map(|last| (Ok(last), st));
+                    }
                 }
-                self.hasher.update(&chunk);
-                Poll::Ready(Some(Ok(chunk)))
             }
-            Poll::Ready(Some(Err(e))) => {
-                self.done = true;
-                Poll::Ready(Some(Err(e)))
-            }
-            Poll::Ready(None) => {
-                self.done = true;
-                let digest = hex::encode(std::mem::take(&mut self.hasher).finalize());
-                if self.seen != self.expected_size || digest != self.expected_sha256 {
-                    tracing::error!(
-                        size = self.seen,
-                        expected = self.expected_size,
-                        "stored file does not match its recorded SHA-256; delivery aborted"
-                    );
-                    return Poll::Ready(Some(Err(std::io::Error::other(
-                        "stored file does not match its record",
-                    ))));
-                }
-                Poll::Ready(None)
-            }
-            Poll::Pending => Poll::Pending,
         }
-    }
+    })
+    .boxed()
 }
 
 #[cfg(test)]
@@ -443,23 +499,41 @@ mod tests {
             0
         );
 
-        let good = Verified::new(
+        let good = verified(
             storage.open("res_1/up_1").await.expect("open"),
             11,
             stored.sha256.clone(),
             None,
         );
         assert_eq!(
-            read_to_vec(good.boxed(), 100).await.expect("verified"),
+            read_to_vec(good, 100).await.expect("verified"),
             b"hello world"
         );
-        let bad = Verified::new(
+        let bad = verified(
             storage.open("res_1/up_1").await.expect("open"),
             11,
             "00".repeat(32),
             None,
         );
-        assert!(read_to_vec(bad.boxed(), 100).await.is_err());
+        assert!(read_to_vec(bad, 100).await.is_err());
+        // A corrupted file of the right size: every chunk but the last is passed on, then the
+        // stream fails instead of completing.
+        let mut corrupted = verified(
+            chunks(&[b"hello ", b"WORLD"]),
+            11,
+            stored.sha256.clone(),
+            None,
+        );
+        assert_eq!(
+            corrupted.next().await.map(|r| r.ok()),
+            Some(Some(Bytes::from_static(b"hello ")))
+        );
+        assert!(matches!(corrupted.next().await, Some(Err(_))));
+        assert!(corrupted.next().await.is_none());
+        let short = verified(chunks(&[b"hello"]), 11, stored.sha256.clone(), None);
+        assert!(read_to_vec(short, 100).await.is_err());
+        let empty = verified(chunks(&[]), 0, hex::encode(Sha256::digest(b"")), None);
+        assert!(read_to_vec(empty, 100).await.expect("empty").is_empty());
 
         storage.delete("res_1/up_1").await.expect("delete");
         assert!(matches!(
@@ -468,6 +542,34 @@ mod tests {
         ));
         storage.delete("res_1/up_1").await.expect("delete twice");
         assert!(storage.open("../etc/passwd").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn stale_partial_uploads_are_swept() {
+        let tmp = tempfile::tempdir().expect("dir");
+        let storage = Storage::from_config(&StorageConfig {
+            dir: tmp.path().to_owned(),
+            s3: None,
+        })
+        .expect("storage");
+        std::fs::create_dir_all(tmp.path().join("tmp")).expect("tmp");
+        std::fs::write(tmp.path().join("tmp/left-by-a-crash.part"), b"x").expect("part");
+        std::fs::write(tmp.path().join("tmp/other.txt"), b"x").expect("other");
+        assert_eq!(
+            storage
+                .sweep_stale_uploads(std::time::Duration::from_secs(3600))
+                .await,
+            0,
+            "a fresh part may be an upload in progress"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(
+            storage
+                .sweep_stale_uploads(std::time::Duration::from_millis(1))
+                .await,
+            1
+        );
+        assert!(tmp.path().join("tmp/other.txt").exists());
     }
 
     #[tokio::test]
