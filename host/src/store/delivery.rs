@@ -30,6 +30,7 @@ impl Store {
         recipient: &str,
         now: i64,
     ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO account_delivery_keys (account_id, recipient, updated_at) \
              VALUES ($1, $2, $3) \
@@ -39,8 +40,9 @@ impl Store {
         .bind(account_id)
         .bind(recipient)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -61,6 +63,7 @@ impl Store {
         key: &SealedKey,
         now: i64,
     ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO resource_delivery_keys (resource_id, sealed, recipient, updated_at) \
              VALUES ($1, $2, $3, $4) \
@@ -72,8 +75,9 @@ impl Store {
         .bind(&key.sealed)
         .bind(&key.recipient)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -314,6 +314,7 @@ impl Store {
     }
 
     pub async fn insert_delivery(&self, d: &DeliveryRecord) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO deliveries (id, confirm_id, license_id, proof, delivered_at) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -323,8 +324,9 @@ impl Store {
         .bind(&d.license_id)
         .bind(d.proof.to_string())
         .bind(d.delivered_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
