@@ -13,7 +13,8 @@
 //!
 //! Settings (environment): LIUTONG_BENCH_CONCURRENCY (32), LIUTONG_BENCH_SECONDS (20, trade run
 //! length; 0 skips the trades), LIUTONG_BENCH_BIG_GIB (5; 0 skips the big file), LIUTONG_BENCH_POSTGRES (admin URL,
-//! default postgres://postgres@127.0.0.1:5432/test; "skip" skips PostgreSQL).
+//! default postgres://postgres@127.0.0.1:5432/test; "skip" skips PostgreSQL), LIUTONG_BENCH_SQLITE
+//! ("skip" skips SQLite).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -780,13 +781,15 @@ async fn main() {
 async fn run_trades(concurrency: usize, seconds: u64, admin: &str, dir: &Path) {
     println!("| database | concurrency | trades/s | trades | p50 ms | p99 ms | raw commits/s |");
     println!("|---|---|---|---|---|---|---|");
-    let sqlite = trades(
-        &liutong::config::sqlite_url(&dir.join("trades.db")),
-        concurrency,
-        seconds,
-    )
-    .await;
-    print_trades("SQLite", &sqlite, concurrency);
+    if std::env::var("LIUTONG_BENCH_SQLITE").as_deref() != Ok("skip") {
+        let sqlite = trades(
+            &liutong::config::sqlite_url(&dir.join("trades.db")),
+            concurrency,
+            seconds,
+        )
+        .await;
+        print_trades("SQLite", &sqlite, concurrency);
+    }
     if admin != "skip" {
         match postgres_database(admin).await {
             Some((url, name)) => {
