@@ -198,3 +198,86 @@ async fn config_file_then_env_then_flags() {
         out.stderr
     );
 }
+
+#[tokio::test]
+async fn keys_init_show_and_refuse_to_overwrite() {
+    let dir = tempfile::tempdir().expect("dir");
+    let keys = dir.path().join("keys");
+    let keys = keys.to_str().expect("path");
+    let out = cli(&["keys", "show", "--keys-dir", keys]).run().await;
+    assert!(!out.success, "show without keys must fail");
+    assert!(out.stderr.contains("keys init"), "{}", out.stderr);
+    let out = cli(&["keys", "init", "--keys-dir", keys]).run().await;
+    assert!(out.success, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("signing key ed25519-"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("(current)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("escrow recipient age1"),
+        "{}",
+        out.stdout
+    );
+    let out = cli(&["keys", "init"])
+        .env("LIUTONG_KEYS_DIR", keys)
+        .run()
+        .await;
+    assert!(!out.success);
+    assert!(out.stderr.contains("already exist"), "{}", out.stderr);
+    let out = cli(&["keys", "--help"]).run().await;
+    for word in ["init", "rotate", "show"] {
+        assert!(out.stdout.contains(word), "keys --help lacks {word}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let pem = std::fs::read_dir(dir.path().join("keys/signing"))
+            .expect("signing dir")
+            .next()
+            .expect("a key")
+            .expect("entry");
+        let mode = pem.metadata().expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A key file others can read stops the server from starting.
+        std::fs::set_permissions(pem.path(), std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        let out = cli(&["keys", "show", "--keys-dir", keys]).run().await;
+        assert!(!out.success);
+        assert!(out.stderr.contains("chmod 600"), "{}", out.stderr);
+    }
+}
+
+#[tokio::test]
+async fn invalid_trading_settings_stop_the_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    for bad in [
+        "platform_fee_bps = 10001\n",
+        "license_term_secs = 0\n",
+        "confirmation_ttl_secs = 0\n",
+        "max_json_delivery = 0\n",
+        "currency = \"yuan\"\n",
+        "[s3]\nbucket = \"\"\n",
+        "[s3]\nbucket = \"b\"\nunknown = 1\n",
+    ] {
+        let config = dir.path().join("bad.toml");
+        std::fs::write(&config, bad).expect("write");
+        let out = cli(&[
+            "--config",
+            config.to_str().expect("path"),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env(
+            "DATABASE_URL",
+            liutong::config::sqlite_url(&dir.path().join("x.db")),
+        )
+        .env("LIUTONG_KEYS_DIR", dir.path().join("keys"))
+        .run()
+        .await;
+        assert!(!out.success, "{bad:?} was accepted");
+        assert!(!out.stderr.is_empty(), "{bad:?}: no explanation");
+    }
+}
