@@ -212,8 +212,12 @@ def main():
     check_jcs()
 
     api = Api(args.base)
-    work = tempfile.mkdtemp(prefix="liutong-trade-")
-    p = lambda name: os.path.join(work, name)
+    # Keys and files live in a private temporary directory, removed at the end.
+    with tempfile.TemporaryDirectory(prefix="liutong-trade-") as work:
+        trade(api, args, lambda name: os.path.join(work, name))
+
+
+def trade(api, args, p):
     tag = secrets.token_hex(3)
     names = {role: f"{role}-{tag}" for role in ("alice", "carol", "dave")}
 
