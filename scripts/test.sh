@@ -15,6 +15,27 @@ fi
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+# The trading tests run a Python client that has only `cryptography` and the `age` CLI
+# (examples/trade.py), and an S3-compatible server (moto). They never skip: install what is
+# missing.
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_packages=()
+{ command -v age >/dev/null && command -v age-keygen >/dev/null; } || apt_packages+=(age)
+command -v python3 >/dev/null || apt_packages+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || apt_packages+=(python3-pip)
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  echo "installing ${apt_packages[*]} with apt-get"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}"
+fi
+pip_install() {
+  # Debian's system Python refuses plain pip installs (PEP 668); fall back to a user install.
+  python3 -m pip install --quiet "$@" 2>/dev/null \
+    || python3 -m pip install --quiet --user --break-system-packages "$@"
+}
+python3 -c 'import cryptography' 2>/dev/null || { echo "installing cryptography"; pip_install cryptography; }
+python3 -c 'import moto.server' 2>/dev/null || { echo "installing moto[server]"; pip_install 'moto[server]'; }
+
 step() { printf '\n== %s\n' "$*"; }
 
 step "format"

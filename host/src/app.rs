@@ -9,11 +9,18 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::crypto::KeyRing;
 use crate::domain::accounts::Accounts;
+use crate::domain::billing::{Billing, FlatBilling};
+use crate::domain::delivery::{Delivery, DeliveryConfig};
 use crate::domain::demand::Demands;
+use crate::domain::ledger::Ledger;
 use crate::domain::matching::Matcher;
 use crate::domain::supply::Supply;
+use crate::domain::trading::{Trading, TradingConfig};
 use crate::schema::Schemas;
+use crate::storage::Storage;
+use crate::storage::fetch::Fetcher;
 use crate::store::Store;
 
 pub struct App {
@@ -27,6 +34,30 @@ impl App {
     /// listener; nothing is served until `serve`.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         config.validate()?;
+        // TLS for S3 and resource_url fetches uses rustls with ring; a second call (tests build
+        // many apps in one process) finds it installed already, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (keys, created) = KeyRing::ensure(&config.keys_dir)?;
+        if created {
+            tracing::info!(dir = %config.keys_dir.display(), "created the operator's signing key and escrow identity");
+        }
+        tracing::info!(
+            key_id = keys.current_key_id(),
+            escrow = keys.escrow_recipient(),
+            "operator keys loaded"
+        );
+        let keys = Arc::new(keys);
+        let storage = Storage::from_config(&config.storage)?;
+        tracing::info!(storage = %storage.describe(), "data files storage");
+        let swept = storage
+            .sweep_stale_uploads(std::time::Duration::from_secs(3600))
+            .await;
+        if swept > 0 {
+            tracing::info!(
+                count = swept,
+                "removed partial uploads left by an earlier crash"
+            );
+        }
         let store = Store::connect(&config.database_url, config.max_db_connections).await?;
         store.migrate().await?;
         let schemas = Schemas::load()?;
@@ -36,6 +67,30 @@ impl App {
         {
             tracing::info!("created the bootstrap operator account 'operator'");
         }
+        let billing: Arc<dyn Billing> = Arc::new(FlatBilling {
+            fee_bps: config.platform_fee_bps,
+        });
+        let trading = Trading::new(
+            store.clone(),
+            Arc::clone(&keys),
+            Arc::clone(&billing),
+            TradingConfig {
+                confirmation_ttl: config.confirmation_ttl,
+                license_term: config.license_term,
+                currency: config.currency.clone(),
+                fetch_resource_urls: config.fetch_resource_urls,
+            },
+        );
+        let delivery = Delivery::new(
+            store.clone(),
+            trading.clone(),
+            storage,
+            Fetcher::new()?,
+            DeliveryConfig {
+                max_json_delivery: config.max_json_delivery,
+                fetch_resource_urls: config.fetch_resource_urls,
+            },
+        );
         let state = AppState {
             config: Arc::new(config.clone()),
             store: store.clone(),
@@ -44,6 +99,11 @@ impl App {
             supply: Supply::new(store.clone()),
             demands: Demands::new(store.clone()),
             matcher: Matcher::new(store.clone()),
+            keys,
+            billing,
+            ledger: Ledger::new(store.clone()),
+            trading,
+            delivery,
         };
         let router = api::router(state);
         let listener = TcpListener::bind(config.listen).await?;

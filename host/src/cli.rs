@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{Config, FileConfig};
+use crate::crypto::KeyRing;
 use crate::domain::Role;
 use crate::domain::accounts::Accounts;
 use crate::store::Store;
@@ -24,7 +25,8 @@ use crate::store::Store;
 )]
 pub struct Cli {
     /// TOML configuration file (keys: listen, database_url, max_json_body, token_ttl_secs,
-    /// max_db_connections, currency).
+    /// max_db_connections, currency, keys_dir, storage_dir, [s3], confirmation_ttl_secs,
+    /// license_term_secs, max_json_delivery, platform_fee_bps, fetch_resource_urls).
     #[arg(long, global = true, env = "LIUTONG_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -39,6 +41,13 @@ pub struct DatabaseArg {
     pub database: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct KeysDirArg {
+    /// Directory of the operator's signing keys and escrow identities [default: ./data/keys].
+    #[arg(long = "keys-dir", env = "LIUTONG_KEYS_DIR", value_name = "DIR")]
+    pub keys_dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run migrations and serve the HTTP API until SIGTERM or Ctrl-C.
@@ -51,6 +60,11 @@ pub enum Command {
         /// Password of the bootstrap account 'operator', created when no operator exists.
         #[arg(long, env = "LIUTONG_OPERATOR_PASSWORD", hide_env_values = true)]
         operator_password: Option<String>,
+        #[command(flatten)]
+        keys: KeysDirArg,
+        /// Directory of uploaded data files, unless S3 is configured [default: ./data/files].
+        #[arg(long = "storage-dir", env = "LIUTONG_STORAGE_DIR", value_name = "DIR")]
+        storage_dir: Option<PathBuf>,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -61,6 +75,32 @@ pub enum Command {
     Account {
         #[command(subcommand)]
         command: AccountCommand,
+    },
+    /// Manage the operator's signing keys and escrow identities.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create the first Ed25519 signing key and age escrow identity (`serve` does this on
+    /// first start); refuses if keys exist.
+    Init {
+        #[command(flatten)]
+        keys: KeysDirArg,
+    },
+    /// Add a new signing key and escrow identity and make them current; old ones stay, so old
+    /// signatures keep verifying and old deposits stay openable. Restart `serve` to use them.
+    Rotate {
+        #[command(flatten)]
+        keys: KeysDirArg,
+    },
+    /// Print the public signing keys and the escrow recipient.
+    Show {
+        #[command(flatten)]
+        keys: KeysDirArg,
     },
 }
 
@@ -114,12 +154,18 @@ impl Cli {
                 listen,
                 database,
                 operator_password,
+                keys,
+                storage_dir,
             } => {
                 if let Some(listen) = listen {
                     config.listen = listen;
                 }
                 apply_database(&mut config, database);
                 config.operator_password = operator_password;
+                apply_keys_dir(&mut config, keys);
+                if let Some(dir) = storage_dir {
+                    config.storage.dir = dir;
+                }
                 let app = crate::App::build(config).await?;
                 tracing::info!(address = %app.local_addr()?, "liutong is serving");
                 app.serve().await?;
@@ -156,7 +202,52 @@ impl Cli {
                 println!("created account {username} ({id})");
                 Ok(())
             }
+            Command::Keys { command } => {
+                let (keys, action) = match command {
+                    KeysCommand::Init { keys } => (keys, KeyAction::Init),
+                    KeysCommand::Rotate { keys } => (keys, KeyAction::Rotate),
+                    KeysCommand::Show { keys } => (keys, KeyAction::Show),
+                };
+                apply_keys_dir(&mut config, keys);
+                let dir = &config.keys_dir;
+                let ring = match action {
+                    KeyAction::Init => KeyRing::init(dir)?,
+                    KeyAction::Rotate => KeyRing::rotate(dir)?,
+                    KeyAction::Show => KeyRing::load(dir)?,
+                };
+                match action {
+                    KeyAction::Init => println!("created keys in {}", dir.display()),
+                    KeyAction::Rotate => println!(
+                        "rotated keys in {}; restart `liutong serve` to sign with the new key",
+                        dir.display()
+                    ),
+                    KeyAction::Show => {}
+                }
+                for key in ring.public_signing_keys() {
+                    println!(
+                        "signing key {} Ed25519 {}{}",
+                        key.key_id,
+                        key.public_key,
+                        if key.current { " (current)" } else { "" }
+                    );
+                }
+                println!("escrow recipient {}", ring.escrow_recipient());
+                Ok(())
+            }
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum KeyAction {
+    Init,
+    Rotate,
+    Show,
+}
+
+fn apply_keys_dir(config: &mut Config, arg: KeysDirArg) {
+    if let Some(dir) = arg.keys_dir {
+        config.keys_dir = dir;
     }
 }
 

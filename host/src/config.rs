@@ -10,6 +10,12 @@ use serde::Deserialize;
 /// Where the SQLite database lives when nothing else is configured.
 pub const DEFAULT_SQLITE_PATH: &str = "./data/liutong.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Where the operator's signing keys and escrow identities live unless configured.
+pub const DEFAULT_KEYS_DIR: &str = "./data/keys";
+/// Where uploaded (encrypted) data files live unless S3 is configured.
+pub const DEFAULT_STORAGE_DIR: &str = "./data/files";
+/// The largest `max_json_delivery`: a JSON delivery is held in memory, base64-encoded.
+pub const MAX_JSON_DELIVERY_LIMIT: u64 = 256 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -24,6 +30,64 @@ pub struct Config {
     pub operator_password: Option<String>,
     /// Currency code written into payment documents; amounts are integer minor units on disk.
     pub currency: String,
+    /// Directory of the operator's signing keys and escrow identities.
+    pub keys_dir: PathBuf,
+    /// Where uploaded data files are stored.
+    pub storage: StorageConfig,
+    /// How long a confirmation waits for its settlement before it expires and frees its demand.
+    pub confirmation_ttl: Duration,
+    /// How long a license issued at settlement is valid.
+    pub license_term: Duration,
+    /// Largest data file `POST /deliver` returns inside JSON; larger ones need
+    /// `Accept: application/octet-stream`.
+    pub max_json_delivery: u64,
+    /// Platform fee of the native flat billing, in basis points (1/100 of a percent) of the price.
+    pub platform_fee_bps: u32,
+    /// Whether delivery may fetch an http(s) `resource_url` when no file was uploaded.
+    pub fetch_resource_urls: bool,
+}
+
+/// Where delivered files are stored: a local directory, or an S3-compatible bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    pub dir: PathBuf,
+    pub s3: Option<S3Config>,
+}
+
+/// An S3-compatible object store. Credentials left unset are read from the standard AWS
+/// environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, …).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Endpoint URL for S3-compatible services (MinIO, Ceph, …); AWS when unset.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Key prefix inside the bucket.
+    #[serde(default)]
+    pub prefix: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Allow a plain-http endpoint (testing, or a store on a trusted network).
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "…"),
+            )
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -38,6 +102,16 @@ impl Default for Config {
             max_db_connections: 16,
             operator_password: None,
             currency: "CNY".to_owned(),
+            keys_dir: PathBuf::from(DEFAULT_KEYS_DIR),
+            storage: StorageConfig {
+                dir: PathBuf::from(DEFAULT_STORAGE_DIR),
+                s3: None,
+            },
+            confirmation_ttl: Duration::from_secs(24 * 3600),
+            license_term: Duration::from_secs(365 * 24 * 3600),
+            max_json_delivery: 16 * 1024 * 1024,
+            platform_fee_bps: 0,
+            fetch_resource_urls: true,
         }
     }
 }
@@ -52,6 +126,14 @@ pub struct FileConfig {
     pub token_ttl_secs: Option<u64>,
     pub max_db_connections: Option<u32>,
     pub currency: Option<String>,
+    pub keys_dir: Option<PathBuf>,
+    pub storage_dir: Option<PathBuf>,
+    pub s3: Option<S3Config>,
+    pub confirmation_ttl_secs: Option<u64>,
+    pub license_term_secs: Option<u64>,
+    pub max_json_delivery: Option<u64>,
+    pub platform_fee_bps: Option<u32>,
+    pub fetch_resource_urls: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +184,30 @@ impl FileConfig {
         if let Some(v) = self.currency {
             config.currency = v;
         }
+        if let Some(v) = self.keys_dir {
+            config.keys_dir = v;
+        }
+        if let Some(v) = self.storage_dir {
+            config.storage.dir = v;
+        }
+        if let Some(v) = self.s3 {
+            config.storage.s3 = Some(v);
+        }
+        if let Some(v) = self.confirmation_ttl_secs {
+            config.confirmation_ttl = Duration::from_secs(v);
+        }
+        if let Some(v) = self.license_term_secs {
+            config.license_term = Duration::from_secs(v);
+        }
+        if let Some(v) = self.max_json_delivery {
+            config.max_json_delivery = v;
+        }
+        if let Some(v) = self.platform_fee_bps {
+            config.platform_fee_bps = v;
+        }
+        if let Some(v) = self.fetch_resource_urls {
+            config.fetch_resource_urls = v;
+        }
     }
 }
 
@@ -121,6 +227,44 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "max_db_connections must be at least 1".into(),
             ));
+        }
+        if self.confirmation_ttl < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid(
+                "confirmation_ttl_secs must be at least 1".into(),
+            ));
+        }
+        if self.license_term < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid(
+                "license_term_secs must be at least 1".into(),
+            ));
+        }
+        // A license term is written as a calendar date; keep it within any date format's reach.
+        if self.license_term > Duration::from_secs(100 * 366 * 24 * 3600) {
+            return Err(ConfigError::Invalid(
+                "license_term_secs must be at most 100 years".into(),
+            ));
+        }
+        if self.max_json_delivery == 0 || self.max_json_delivery > MAX_JSON_DELIVERY_LIMIT {
+            return Err(ConfigError::Invalid(format!(
+                "max_json_delivery must be between 1 and {MAX_JSON_DELIVERY_LIMIT} bytes"
+            )));
+        }
+        if self.platform_fee_bps > 10_000 {
+            return Err(ConfigError::Invalid(
+                "platform_fee_bps must be between 0 and 10000 (100 %)".into(),
+            ));
+        }
+        let currency_ok = (3..=8).contains(&self.currency.len())
+            && self.currency.bytes().all(|b| b.is_ascii_uppercase());
+        if !currency_ok {
+            return Err(ConfigError::Invalid(
+                "currency must be an upper-case currency code such as CNY".into(),
+            ));
+        }
+        if let Some(s3) = &self.storage.s3
+            && s3.bucket.trim().is_empty()
+        {
+            return Err(ConfigError::Invalid("s3.bucket must not be empty".into()));
         }
         Ok(())
     }

@@ -6,8 +6,10 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod domain;
 pub mod schema;
+pub mod storage;
 pub mod store;
 pub mod telemetry;
 

@@ -34,6 +34,17 @@ pub const FILES: &[(&str, &str)] = embed![
     "queryPublishedDemand.json",
     "revokeDemand.json",
     "queryMatchResults.json",
+    "confirmDemand.json",
+    "queryDemandForSettlement.json",
+    "settlement.json",
+    "querySettlement.json",
+    "deliver.json",
+    "queryDeliverResult.json",
+    "updateLicenses.json",
+    "admin.credit.json",
+    "account.deliveryKey.json",
+    "data.deliveryKey.json",
+    "data.ref.json",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -79,7 +79,7 @@ async fn migrate_and_create_accounts_postgres() {
 
 /// Waits until the server answers /healthz.
 async fn wait_healthy(base: &str) -> bool {
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     for _ in 0..300 {
         if let Ok(r) = client.get(format!("{base}/healthz")).send().await
             && r.status().is_success()
@@ -118,7 +118,7 @@ async fn serve_defaults_to_sqlite_in_data_and_stops_on_sigterm() {
         dir.path().join("data/liutong.db").exists(),
         "default database not created"
     );
-    let resp = reqwest::Client::new()
+    let resp = crate::support::http_client()
         .post(format!("{base}/v1/account/token"))
         .json(&serde_json::json!({"username": "operator", "password": "operator-pass-3"}))
         .send()
@@ -159,6 +159,7 @@ async fn config_file_then_env_then_flags() {
     // The file alone decides.
     let mut child = tokio::process::Command::new(crate::support::binary())
         .args(["--config", config.to_str().expect("path"), "serve"])
+        .current_dir(dir.path())
         .env_remove("DATABASE_URL")
         .env_remove("LIUTONG_LISTEN")
         .env("LIUTONG_LOG", "warn")
@@ -175,6 +176,7 @@ async fn config_file_then_env_then_flags() {
     let mut child = tokio::process::Command::new(crate::support::binary())
         .args(["--config", config.to_str().expect("path"), "serve"])
         .args(["--listen", &format!("127.0.0.1:{flag_port}")])
+        .current_dir(dir.path())
         .env("LIUTONG_LISTEN", format!("127.0.0.1:{env_port}"))
         .env_remove("DATABASE_URL")
         .env("LIUTONG_LOG", "warn")
@@ -195,4 +197,87 @@ async fn config_file_then_env_then_flags() {
         "{}",
         out.stderr
     );
+}
+
+#[tokio::test]
+async fn keys_init_show_and_refuse_to_overwrite() {
+    let dir = tempfile::tempdir().expect("dir");
+    let keys = dir.path().join("keys");
+    let keys = keys.to_str().expect("path");
+    let out = cli(&["keys", "show", "--keys-dir", keys]).run().await;
+    assert!(!out.success, "show without keys must fail");
+    assert!(out.stderr.contains("keys init"), "{}", out.stderr);
+    let out = cli(&["keys", "init", "--keys-dir", keys]).run().await;
+    assert!(out.success, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("signing key ed25519-"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("(current)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("escrow recipient age1"),
+        "{}",
+        out.stdout
+    );
+    let out = cli(&["keys", "init"])
+        .env("LIUTONG_KEYS_DIR", keys)
+        .run()
+        .await;
+    assert!(!out.success);
+    assert!(out.stderr.contains("already exist"), "{}", out.stderr);
+    let out = cli(&["keys", "--help"]).run().await;
+    for word in ["init", "rotate", "show"] {
+        assert!(out.stdout.contains(word), "keys --help lacks {word}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let pem = std::fs::read_dir(dir.path().join("keys/signing"))
+            .expect("signing dir")
+            .next()
+            .expect("a key")
+            .expect("entry");
+        let mode = pem.metadata().expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A key file others can read stops the server from starting.
+        std::fs::set_permissions(pem.path(), std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        let out = cli(&["keys", "show", "--keys-dir", keys]).run().await;
+        assert!(!out.success);
+        assert!(out.stderr.contains("chmod 600"), "{}", out.stderr);
+    }
+}
+
+#[tokio::test]
+async fn invalid_trading_settings_stop_the_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    for bad in [
+        "platform_fee_bps = 10001\n",
+        "license_term_secs = 0\n",
+        "confirmation_ttl_secs = 0\n",
+        "max_json_delivery = 0\n",
+        "currency = \"yuan\"\n",
+        "[s3]\nbucket = \"\"\n",
+        "[s3]\nbucket = \"b\"\nunknown = 1\n",
+    ] {
+        let config = dir.path().join("bad.toml");
+        std::fs::write(&config, bad).expect("write");
+        let out = cli(&[
+            "--config",
+            config.to_str().expect("path"),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env(
+            "DATABASE_URL",
+            liutong::config::sqlite_url(&dir.path().join("x.db")),
+        )
+        .env("LIUTONG_KEYS_DIR", dir.path().join("keys"))
+        .run()
+        .await;
+        assert!(!out.success, "{bad:?} was accepted");
+        assert!(!out.stderr.is_empty(), "{bad:?}: no explanation");
+    }
 }

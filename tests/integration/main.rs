@@ -4,8 +4,14 @@ mod support;
 
 mod accounts;
 mod cli;
+mod client;
+mod crash;
+mod delivery;
 mod demand;
 mod docs;
 mod envelope;
+mod ledger;
 mod matching;
+mod s3;
 mod supply;
+mod trading;

@@ -138,9 +138,12 @@ impl From<DomainError> for ApiError {
             }
             DomainError::Unauthenticated(m) => ApiError::new(ErrorCode::Unauthenticated, m),
             DomainError::Forbidden(m) => ApiError::new(ErrorCode::Forbidden, m),
+            DomainError::InsufficientFunds(m) => ApiError::new(ErrorCode::InsufficientFunds, m),
             DomainError::NotFound(m) => ApiError::new(ErrorCode::NotFound, m),
             DomainError::Conflict(m) => ApiError::new(ErrorCode::Conflict, m),
             DomainError::InvalidState(m) => ApiError::new(ErrorCode::InvalidState, m),
+            DomainError::TooLarge(m) => ApiError::new(ErrorCode::PayloadTooLarge, m),
+            DomainError::Unavailable(m) => ApiError::new(ErrorCode::ServiceUnavailable, m),
             DomainError::Store(StoreError::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,
             )) => {

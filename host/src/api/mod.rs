@@ -3,13 +3,17 @@
 //! one catalog.
 
 pub mod accounts;
+pub mod delivery;
 pub mod demand;
 pub mod error;
 pub mod extract;
+pub mod keys;
+pub mod ledger;
 pub mod matching;
 pub mod openapi;
 pub mod ops;
 pub mod supply;
+pub mod trading;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,10 +28,15 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
+use crate::crypto::KeyRing;
 use crate::domain::accounts::Accounts;
+use crate::domain::billing::Billing;
+use crate::domain::delivery::Delivery;
 use crate::domain::demand::Demands;
+use crate::domain::ledger::Ledger;
 use crate::domain::matching::Matcher;
 use crate::domain::supply::Supply;
+use crate::domain::trading::Trading;
 use crate::schema::Schemas;
 use crate::store::Store;
 use error::{ApiError, ErrorCode};
@@ -44,6 +53,13 @@ pub struct AppState {
     pub supply: Supply,
     pub demands: Demands,
     pub matcher: Matcher,
+    /// The operator's signing keys and escrow identities.
+    pub keys: Arc<KeyRing>,
+    /// The one seam every charge goes through (native flat billing, or a plugin).
+    pub billing: Arc<dyn Billing>,
+    pub ledger: Ledger,
+    pub trading: Trading,
+    pub delivery: Delivery,
 }
 
 /// Where a request's input comes from, for the OpenAPI document.
@@ -52,6 +68,13 @@ pub enum Input {
     None,
     Body(&'static str),
     Query(&'static str),
+    /// Query parameters and a JSON body, each with its schema.
+    QueryAndBody {
+        query: &'static str,
+        body: &'static str,
+    },
+    /// Query parameters and a raw `application/octet-stream` body.
+    QueryAndBinary(&'static str),
 }
 
 /// The documentation of one endpoint.
@@ -80,6 +103,10 @@ pub fn catalog() -> Vec<Route> {
     routes.extend(supply::routes());
     routes.extend(demand::routes());
     routes.extend(matching::routes());
+    routes.extend(trading::routes());
+    routes.extend(delivery::routes());
+    routes.extend(ledger::routes());
+    routes.extend(keys::routes());
     routes
 }
 

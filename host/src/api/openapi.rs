@@ -90,45 +90,64 @@ pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
         if route.auth {
             op.insert("security".to_owned(), json!([{"token": []}]));
         }
+        let json_body = |file: &str| {
+            json!({
+                "required": true,
+                "content": {"application/json": {"schema": {
+                    "$ref": format!("#/components/schemas/{}", component_name(file))
+                }}}
+            })
+        };
+        let query_params = |file: &str| {
+            let schema = embedded
+                .get(component_name(file))
+                .cloned()
+                .unwrap_or_default();
+            let required: Vec<&str> = schema["required"]
+                .as_array()
+                .map(|r| r.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let params: Vec<Value> = schema["properties"]
+                .as_object()
+                .map(|props| {
+                    props
+                        .iter()
+                        .map(|(name, s)| {
+                            json!({
+                                "name": name,
+                                "in": "query",
+                                "required": required.contains(&name.as_str()),
+                                "schema": s
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Value::Array(params)
+        };
         match route.input {
             Input::None => {}
             Input::Body(file) => {
+                op.insert("requestBody".to_owned(), json_body(file));
+            }
+            Input::Query(file) => {
+                op.insert("parameters".to_owned(), query_params(file));
+            }
+            Input::QueryAndBody { query, body } => {
+                op.insert("parameters".to_owned(), query_params(query));
+                op.insert("requestBody".to_owned(), json_body(body));
+            }
+            Input::QueryAndBinary(query) => {
+                op.insert("parameters".to_owned(), query_params(query));
                 op.insert(
                     "requestBody".to_owned(),
                     json!({
                         "required": true,
-                        "content": {"application/json": {"schema": {
-                            "$ref": format!("#/components/schemas/{}", component_name(file))
+                        "content": {"application/octet-stream": {"schema": {
+                            "type": "string", "contentMediaType": "application/octet-stream"
                         }}}
                     }),
                 );
-            }
-            Input::Query(file) => {
-                let schema = embedded
-                    .get(component_name(file))
-                    .cloned()
-                    .unwrap_or_default();
-                let required: Vec<&str> = schema["required"]
-                    .as_array()
-                    .map(|r| r.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
-                let params: Vec<Value> = schema["properties"]
-                    .as_object()
-                    .map(|props| {
-                        props
-                            .iter()
-                            .map(|(name, s)| {
-                                json!({
-                                    "name": name,
-                                    "in": "query",
-                                    "required": required.contains(&name.as_str()),
-                                    "schema": s
-                                })
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                op.insert("parameters".to_owned(), Value::Array(params));
             }
         }
         op.insert(

@@ -2,11 +2,16 @@
 //! No HTTP and no SQL here; persistence goes through `crate::store`.
 
 pub mod accounts;
+pub mod billing;
+pub mod delivery;
 pub mod demand;
+pub mod ledger;
+pub mod license;
 pub mod matching;
 pub mod money;
 pub mod supply;
 pub mod timefmt;
+pub mod trading;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +31,9 @@ pub enum DomainError {
     Unauthenticated(String),
     #[error("{0}")]
     Forbidden(String),
+    /// The payer's balance does not cover the charge; nothing was changed.
+    #[error("{0}")]
+    InsufficientFunds(String),
     #[error("{0}")]
     NotFound(String),
     /// The thing being created exists already.
@@ -34,6 +42,12 @@ pub enum DomainError {
     /// The lifecycle does not allow this transition now.
     #[error("{0}")]
     InvalidState(String),
+    /// What was asked for is larger than the configured limit of this way of asking.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Something outside liutong it depends on (a provider's resource_url) failed; retry later.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]

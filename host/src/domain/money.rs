@@ -48,6 +48,15 @@ pub fn price_to_minor(field: &str, price: f64) -> Result<i64, DomainError> {
     Ok(whole * MINOR_PER_MAJOR + fraction)
 }
 
+/// An amount in minor units as exact decimal text ("19.99", "0.05", "-3.00"): what signed
+/// documents carry, so verifiers never format floats.
+pub fn format_minor(minor: i64) -> String {
+    let sign = if minor < 0 { "-" } else { "" };
+    let abs = minor.unsigned_abs();
+    let per = MINOR_PER_MAJOR as u64;
+    format!("{sign}{}.{:0width$}", abs / per, abs % per, width = SCALE)
+}
+
 /// The wire form of an amount in minor units.
 pub fn minor_to_price(minor: i64) -> f64 {
     // Exact for every amount below 2^53 minor units, far above MAX_PRICE_MAJOR.
@@ -77,6 +86,15 @@ mod tests {
         for bad in [0.001, -1.0, f64::NAN, f64::INFINITY, 1e13, 1e-7] {
             assert!(price_to_minor("/price", bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn formats_exactly() {
+        assert_eq!(format_minor(1999), "19.99");
+        assert_eq!(format_minor(5), "0.05");
+        assert_eq!(format_minor(0), "0.00");
+        assert_eq!(format_minor(-300), "-3.00");
+        assert_eq!(format_minor(100_000_000_000_000), "1000000000000.00");
     }
 
     proptest! {

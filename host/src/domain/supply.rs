@@ -44,6 +44,8 @@ pub struct Resource {
     pub status: PublicationStatus,
     /// Terms of the latest publication; `None` until first published.
     pub terms: Option<PriceTerms>,
+    /// Usage restrictions published with the terms (JSON); `None` means liutong's default.
+    pub usage_restrictions: Option<serde_json::Value>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -93,6 +95,8 @@ pub struct PublishData {
     pub registration_id: String,
     pub free: bool,
     pub price: Option<f64>,
+    /// liutong's extension: what licensees may not do (`{"prohibited": [...], "notes"}`).
+    pub usage_restrictions: Option<serde_json::Value>,
 }
 
 /// A.1.3 request.
@@ -111,6 +115,8 @@ pub struct PublishDatasets {
     pub key_words: Vec<String>,
     pub free: bool,
     pub price: Option<f64>,
+    /// liutong's extension, as in `PublishData`.
+    pub usage_restrictions: Option<serde_json::Value>,
 }
 
 /// A.1.4 and A.1.5 requests: the registration id, plus the data id for controlled data.
@@ -199,6 +205,10 @@ impl Supply {
         req: RegisterData,
     ) -> Result<String, DomainError> {
         caller.must_be("owner", &req.owner)?;
+        // Deliveries are encrypted to this key: refuse anything age cannot encrypt to now,
+        // rather than at the first sale.
+        crate::crypto::sealing::parse_recipient(&req.public_key)
+            .map_err(|e| DomainError::invalid("/public_key", e.to_string()))?;
         let collected = parse_datetime("/collection_time", &req.collection_time)?;
         if !req.data_size.is_finite() || req.data_size < 0.0 {
             return Err(DomainError::invalid(
@@ -233,6 +243,7 @@ impl Supply {
             source: None,
             status: PublicationStatus::Registered,
             terms: None,
+            usage_restrictions: None,
             created_at: now,
             updated_at: now,
         };
@@ -264,6 +275,7 @@ impl Supply {
                 &resource.id,
                 status,
                 Some(terms),
+                req.usage_restrictions.as_ref(),
                 Some((&resource.data_type, &resource.index_terms())),
             )
             .await?;
@@ -332,6 +344,7 @@ impl Supply {
             source: req.source,
             status: PublicationStatus::Published,
             terms: Some(terms),
+            usage_restrictions: req.usage_restrictions,
             created_at: existing.as_ref().map(|r| r.created_at).unwrap_or(now),
             updated_at: now,
         };

@@ -38,6 +38,7 @@ fn account_from_row(row: &sqlx::any::AnyRow) -> Result<AccountRow, sqlx::Error> 
 
 impl Store {
     pub async fn insert_account(&self, account: &AccountRow) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO accounts (id, username, password_hash, phone, role, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -48,9 +49,10 @@ impl Store {
         .bind(&account.phone)
         .bind(&account.role)
         .bind(account.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::classify(e, &[USERNAME_TAKEN]))?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -84,11 +86,12 @@ impl Store {
         expires_at: i64,
         now: i64,
     ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         // Expired tokens are swept here, on the write path that creates them, instead of by a
         // background job; the index on expires_at keeps this cheap.
         sqlx::query("DELETE FROM auth_tokens WHERE expires_at < $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         sqlx::query(
             "INSERT INTO auth_tokens (token_hash, account_id, expires_at, created_at) \
@@ -98,8 +101,9 @@ impl Store {
         .bind(account_id)
         .bind(expires_at)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -33,6 +33,7 @@ fn demand_from_row(row: &AnyRow) -> Result<Demand, StoreError> {
 
 impl Store {
     pub async fn insert_demand(&self, d: &Demand) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO demands (id, demander_account_id, demander_name, data_category, \
                key_words, description, data_type, subscribe_confirm, status, created_at, \
@@ -50,8 +51,9 @@ impl Store {
         .bind(d.status.as_str())
         .bind(d.created_at)
         .bind(d.updated_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -3,17 +3,50 @@
 //! Each backend has its own migrations because DDL differs.
 
 pub mod accounts;
+pub mod delivery;
 pub mod demands;
+pub mod ledger;
 pub mod matching;
 pub mod resources;
+pub mod trading;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Transaction};
 
-pub type Tx = Transaction<'static, sqlx::Any>;
+/// A write transaction. On SQLite it also holds this process's turn to write (see
+/// `Store::begin_write`). It dereferences to the connection, so `&mut *tx` is an executor.
+pub struct Tx {
+    tx: Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = sqlx::AnyConnection;
+
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -94,6 +127,10 @@ impl StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite's writers take turns here, first come first served, instead of in SQLite's busy
+    /// handler, which polls with sleeps of up to 100 ms and so stretches tail latency under
+    /// contention. (Other processes on the same file still meet the busy timeout.)
+    write_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -127,7 +164,11 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            write_turn: Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -156,11 +197,21 @@ impl Store {
     /// deferred transaction that reads first and writes later fails with SQLITE_BUSY instead of
     /// waiting when another writer got in between.
     pub async fn begin_write(&self) -> Result<Tx, StoreError> {
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        };
-        Ok(tx)
+        Ok(match self.backend {
+            Backend::Sqlite => {
+                // Wait for the turn before taking a pooled connection, so waiting writers do
+                // not starve readers of connections.
+                let turn = Arc::clone(&self.write_turn).lock_owned().await;
+                Tx {
+                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    _turn: Some(turn),
+                }
+            }
+            Backend::Postgres => Tx {
+                tx: self.pool.begin().await?,
+                _turn: None,
+            },
+        })
     }
 
     pub async fn close(&self) {

@@ -23,13 +23,18 @@ pub const OWNER_DATA_TAKEN: Constraint = Constraint {
 const COLUMNS: &str = "id, registration_id, data_id, owner_account_id, owner_name, controlled, \
     key_words, description, data_type, data_format, data_size, data_category, collection_time, \
     country, provider_url, resource_url, ownership_confirm, public_key, subscribe_confirm, \
-    protocol, is_open, source, status, free, price_minor, created_at, updated_at";
+    protocol, is_open, source, status, free, price_minor, usage_restrictions, created_at, updated_at";
 
 pub(crate) fn resource_from_row(row: &AnyRow) -> Result<Resource, StoreError> {
     let status: String = row.try_get("status")?;
     let free: Option<i64> = row.try_get("free")?;
     let price_minor: Option<i64> = row.try_get("price_minor")?;
     let controlled: i64 = row.try_get("controlled")?;
+    let restrictions: Option<String> = row.try_get("usage_restrictions")?;
+    let usage_restrictions = restrictions
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("usage_restrictions: {e}")))?;
     Ok(Resource {
         id: row.try_get("id")?,
         registration_id: row.try_get("registration_id")?,
@@ -62,6 +67,7 @@ pub(crate) fn resource_from_row(row: &AnyRow) -> Result<Resource, StoreError> {
             }),
             _ => None,
         },
+        usage_restrictions,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -82,9 +88,9 @@ impl Store {
                controlled, key_words, description, data_type, data_format, data_size, \
                data_category, collection_time, country, provider_url, resource_url, \
                ownership_confirm, public_key, subscribe_confirm, protocol, is_open, source, \
-               status, free, price_minor, created_at, updated_at) \
+               status, free, price_minor, created_at, updated_at, usage_restrictions) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-               $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)",
+               $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
         )
         .bind(&r.id)
         .bind(&r.registration_id)
@@ -113,6 +119,7 @@ impl Store {
         .bind(r.terms.map(|t| t.price_minor))
         .bind(r.created_at)
         .bind(r.updated_at)
+        .bind(r.usage_restrictions.as_ref().map(|v| v.to_string()))
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::classify(e, &candidates))?;
@@ -128,7 +135,8 @@ impl Store {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE resources SET key_words = $2, description = $3, protocol = $4, is_open = $5, \
-               source = $6, status = $7, free = $8, price_minor = $9, updated_at = $10 \
+               source = $6, status = $7, free = $8, price_minor = $9, updated_at = $10, \
+               usage_restrictions = $11 \
              WHERE id = $1",
         )
         .bind(&r.id)
@@ -141,6 +149,7 @@ impl Store {
         .bind(r.terms.map(|t| i64::from(t.free)))
         .bind(r.terms.map(|t| t.price_minor))
         .bind(r.updated_at)
+        .bind(r.usage_restrictions.as_ref().map(|v| v.to_string()))
         .execute(&mut *tx)
         .await?;
         replace_terms(&mut tx, Side::Resource, &r.id, &r.data_type, terms).await?;
@@ -175,6 +184,33 @@ impl Store {
         row.as_ref().map(resource_from_row).transpose()
     }
 
+    /// A resource by its internal id.
+    pub async fn resource_by_id(&self, id: &str) -> Result<Option<Resource>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM resources WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(resource_from_row).transpose()
+    }
+
+    /// A resource by its owner's name and data id (unique together).
+    pub async fn resource_by_owner_data(
+        &self,
+        owner_name: &str,
+        data_id: &str,
+    ) -> Result<Option<Resource>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM resources WHERE owner_name = $1 AND data_id = $2"
+        )))
+        .bind(owner_name)
+        .bind(data_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(resource_from_row).transpose()
+    }
+
     /// Resources by internal id.
     pub async fn resources_by_ids(
         &self,
@@ -186,17 +222,20 @@ impl Store {
             .collect()
     }
 
-    /// Publishes with `terms` and indexes `index` for matching, atomically.
+    /// Publishes with `terms` (and usage restrictions) and indexes `index` for matching,
+    /// atomically.
     pub async fn set_resource_publication(
         &self,
         id: &str,
         status: PublicationStatus,
         terms: Option<PriceTerms>,
+        usage_restrictions: Option<&serde_json::Value>,
         index: Option<(&str, &Terms)>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "UPDATE resources SET status = $2, free = $3, price_minor = $4, updated_at = $5 \
+            "UPDATE resources SET status = $2, free = $3, price_minor = $4, updated_at = $5, \
+               usage_restrictions = $6 \
              WHERE id = $1",
         )
         .bind(id)
@@ -204,6 +243,7 @@ impl Store {
         .bind(terms.map(|t| i64::from(t.free)))
         .bind(terms.map(|t| t.price_minor))
         .bind(now_millis())
+        .bind(usage_restrictions.map(|v| v.to_string()))
         .execute(&mut *tx)
         .await?;
         match index {

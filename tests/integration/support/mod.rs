@@ -2,6 +2,7 @@
 //! PostgreSQL, and an HTTP client that checks the standard's envelope on every response.
 
 pub mod fixtures;
+pub mod trade;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -177,7 +178,14 @@ pub struct TestApp {
     pub db: TestDb,
     /// The server's own database handle.
     pub store: liutong::store::Store,
+    /// The configuration the server runs with.
+    pub config: Config,
+    /// Holds the server's key ring and file storage (`config.keys_dir`, `config.storage.dir`)
+    /// for as long as the app lives.
+    _files: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
+    /// The real `liutong` process, for apps started with `spawn_binary`.
+    child: Option<tokio::process::Child>,
 }
 
 impl TestApp {
@@ -188,15 +196,21 @@ impl TestApp {
     /// Starts an app after letting the test adjust its configuration.
     pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
         let db = TestDb::create(backend).await;
+        let files = tempfile::tempdir().expect("temp dir");
         let mut config = Config {
             listen: "127.0.0.1:0".parse().expect("address"),
             database_url: db.url(),
             operator_password: Some(OPERATOR_PASSWORD.to_owned()),
             max_db_connections: 8,
+            keys_dir: files.path().join("keys"),
+            storage: liutong::config::StorageConfig {
+                dir: files.path().join("files"),
+                s3: None,
+            },
             ..Config::default()
         };
         adjust(&mut config);
-        let app = App::build(config).await.expect("app builds");
+        let app = App::build(config.clone()).await.expect("app builds");
         let addr = app.local_addr().expect("bound address");
         let store = app.store();
         let (tx, rx) = oneshot::channel::<()>();
@@ -209,14 +223,84 @@ impl TestApp {
         });
         TestApp {
             addr,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("client"),
+            client: http_client(),
             db,
             store,
+            config,
+            _files: files,
             shutdown: Some(tx),
+            child: None,
         }
+    }
+
+    /// Starts the real `liutong` binary (as operators run it) on a fresh database, with
+    /// `extra_toml` appended to its configuration file.
+    pub async fn spawn_binary(backend: Backend, extra_toml: &str) -> TestApp {
+        let db = TestDb::create(backend).await;
+        let files = tempfile::tempdir().expect("temp dir");
+        let config = Config {
+            database_url: db.url(),
+            keys_dir: files.path().join("keys"),
+            storage: liutong::config::StorageConfig {
+                dir: files.path().join("files"),
+                s3: None,
+            },
+            ..Config::default()
+        };
+        std::fs::write(files.path().join("liutong.toml"), extra_toml).expect("config file");
+        let (child, addr) = start_binary(&config, files.path()).await;
+        let store = liutong::store::Store::connect(&db.url(), 2)
+            .await
+            .expect("store");
+        TestApp {
+            addr,
+            client: http_client(),
+            db,
+            store,
+            config,
+            _files: files,
+            shutdown: None,
+            child: Some(child),
+        }
+    }
+
+    /// kill -9 of the binary: no shutdown, no flush, nothing.
+    pub async fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().expect("SIGKILL");
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Starts the binary again on the same database, keys and files (after `kill9`).
+    pub async fn restart_binary(&mut self) {
+        self.kill9().await;
+        let (child, addr) = start_binary(&self.config, self._files.path()).await;
+        self.child = Some(child);
+        self.addr = addr;
+    }
+
+    /// Stops the server and starts a new one on the same database, keys and files (with
+    /// `config`, which may differ): what an operator's restart does.
+    pub async fn restart_with(&mut self, config: Config) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        // Give the old server a moment to finish; the new one binds a fresh port anyway.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let app = App::build(config.clone()).await.expect("app rebuilds");
+        self.addr = app.local_addr().expect("bound address");
+        self.store = app.store();
+        self.config = config;
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = app
+                .serve_until(async move {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        self.shutdown = Some(tx);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -319,6 +403,81 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// An HTTP client for tests. reqwest speaks TLS through rustls here (liutong needs it for S3
+/// and resource_url), so the process-wide crypto provider must be installed before any client
+/// is built; doing it here means no test depends on another having started an app first.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client")
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Waits until a server answers /healthz.
+pub async fn wait_healthy(base: &str) -> bool {
+    let client = http_client();
+    for _ in 0..600 {
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+            && r.status().is_success()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Runs `liutong --config <dir>/liutong.toml serve` on a free port; its log goes to
+/// `<dir>/server.log`.
+async fn start_binary(
+    config: &Config,
+    dir: &std::path::Path,
+) -> (tokio::process::Child, SocketAddr) {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .expect("log file");
+    let child = tokio::process::Command::new(binary())
+        .arg("--config")
+        .arg(dir.join("liutong.toml"))
+        .arg("serve")
+        .args(["--listen", &addr.to_string()])
+        .args(["--database", &config.database_url])
+        .arg("--keys-dir")
+        .arg(&config.keys_dir)
+        .arg("--storage-dir")
+        .arg(&config.storage.dir)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("LIUTONG_CONFIG")
+        .env_remove("LIUTONG_LISTEN")
+        .env("LIUTONG_OPERATOR_PASSWORD", OPERATOR_PASSWORD)
+        .env("LIUTONG_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("liutong serve starts");
+    assert!(
+        wait_healthy(&format!("http://{addr}")).await,
+        "the liutong binary did not come up; see {}",
+        dir.join("server.log").display()
+    );
+    (child, addr)
 }
 
 /// The `liutong` binary built for these tests.

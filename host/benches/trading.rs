@@ -1,0 +1,805 @@
+//! Trading benchmark: `cargo bench -p liutong --bench trading` (release build).
+//!
+//! Against the real `liutong` binary, on SQLite and on PostgreSQL:
+//!
+//! 1. the raw commit rate of the same database (one-row write transactions, same concurrency);
+//! 2. full trades per second at concurrency 32 — each trade is register, publish, upload the
+//!    encrypted 1 KiB file, deposit the delivery key, register and publish a demand, confirm,
+//!    settle, deliver (JSON) and queryDeliverResult: 10 requests;
+//!
+//! and once (SQLite; the database plays no part): a 5 GiB file uploaded and delivered in
+//! streaming mode, its throughput next to a plain loopback TCP copy of the same size, and the
+//! server's resident memory (idle, peak while uploading, peak while delivering).
+//!
+//! Settings (environment): LIUTONG_BENCH_CONCURRENCY (32), LIUTONG_BENCH_SECONDS (20, trade run
+//! length; 0 skips the trades), LIUTONG_BENCH_BIG_GIB (5; 0 skips the big file), LIUTONG_BENCH_POSTGRES (admin URL,
+//! default postgres://postgres@127.0.0.1:5432/test; "skip" skips PostgreSQL), LIUTONG_BENCH_SQLITE
+//! ("skip" skips SQLite).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const OPERATOR_PASSWORD: &str = "bench-operator-1";
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn uptime() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// (VmRSS, VmHWM) of a process, in KiB.
+fn rss(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+struct Server {
+    child: tokio::process::Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(database_url: &str) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("port");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_liutong"))
+            .arg("serve")
+            .args(["--listen", &addr.to_string(), "--database", database_url])
+            .arg("--keys-dir")
+            .arg(dir.path().join("keys"))
+            .arg("--storage-dir")
+            .arg(dir.path().join("files"))
+            .current_dir(dir.path())
+            .env_remove("LIUTONG_CONFIG")
+            .env("LIUTONG_OPERATOR_PASSWORD", OPERATOR_PASSWORD)
+            .env("LIUTONG_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("liutong starts");
+        let base = format!("http://{addr}");
+        let client = reqwest::Client::new();
+        for _ in 0..600 {
+            if client
+                .get(format!("{base}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Server {
+                    child,
+                    base,
+                    _dir: dir,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("liutong did not come up");
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().expect("pid")
+    }
+}
+
+#[derive(Clone)]
+struct Api {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn call(&self, req: reqwest::RequestBuilder) -> Value {
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let body: Value = resp.json().await.expect("json");
+        assert!(status.is_success(), "{status}: {body}");
+        body["data"].clone()
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Value {
+        let mut req = self.client.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(t) = token {
+            req = req.header("X-Auth-Token", t);
+        }
+        self.call(req).await
+    }
+
+    async fn put_json(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        token: &str,
+        body: Value,
+    ) -> Value {
+        let req = self
+            .client
+            .put(format!("{}{path}", self.base))
+            .query(query)
+            .header("X-Auth-Token", token)
+            .json(&body);
+        self.call(req).await
+    }
+
+    async fn user(&self, name: &str) -> String {
+        let password = format!("{name}-pass-1");
+        self.post(
+            "/v1/account/register",
+            None,
+            json!({"username": name, "password": password, "phone": "13800138000"}),
+        )
+        .await;
+        self.token(name, &password).await
+    }
+
+    async fn token(&self, name: &str, password: &str) -> String {
+        self.post(
+            "/v1/account/token",
+            None,
+            json!({"username": name, "password": password}),
+        )
+        .await["token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    }
+}
+
+fn age_encrypt(recipient: &str, plaintext: &[u8]) -> Vec<u8> {
+    let recipient: age::x25519::Recipient = recipient.parse().expect("recipient");
+    let encryptor =
+        age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+            .expect("encryptor");
+    let mut out = Vec::new();
+    let mut writer = encryptor.wrap_output(&mut out).expect("wrap");
+    writer.write_all(plaintext).expect("write");
+    writer.finish().expect("finish");
+    out
+}
+
+/// What every trade reuses: one provider identity (a key may serve many resources), its
+/// sealed deposit and the encrypted 1 KiB file.
+struct Fixture {
+    recipient: String,
+    sealed_b64: String,
+    ciphertext: Vec<u8>,
+}
+
+async fn fixture(api: &Api) -> Fixture {
+    use age::secrecy::ExposeSecret;
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let keys = api
+        .call(api.client.get(format!("{}/v1/keys", api.base)))
+        .await;
+    let escrow = keys["escrowRecipient"].as_str().expect("escrow");
+    let identity_file = format!(
+        "# public key: {recipient}\n{}\n",
+        identity.to_string().expose_secret()
+    );
+    Fixture {
+        sealed_b64: base64::engine::general_purpose::STANDARD
+            .encode(age_encrypt(escrow, identity_file.as_bytes())),
+        ciphertext: age_encrypt(&recipient, &[7u8; 1024]),
+        recipient,
+    }
+}
+
+struct Worker {
+    provider: String,
+    provider_token: String,
+    buyer: String,
+    buyer_token: String,
+}
+
+/// One full trade; returns its latency.
+async fn trade(api: &Api, fx: &Fixture, w: &Worker, n: u64) -> Duration {
+    let start = Instant::now();
+    let reg = api
+        .post(
+            "/registerData",
+            Some(&w.provider_token),
+            json!({
+                "owner": w.provider, "key_words": ["ct", "bench"], "dataID": format!("d{n}"),
+                "description": "benchmark data", "data_type": "dataset", "data_format": "bin",
+                "data_size": 1.0, "data_category": ["bench"],
+                "collection_time": "2024-05-01 08:30:00", "country": "CN",
+                "resource_url": "https://provider.invalid/d.age",
+                "ownership_confirm": "https://provider.invalid/o",
+                "public_key": fx.recipient,
+            }),
+        )
+        .await["registrationID"]
+        .as_str()
+        .expect("reg")
+        .to_owned();
+    api.post(
+        "/publishData",
+        Some(&w.provider_token),
+        json!({"owner": w.provider, "registrationID": reg, "free": false, "price": 1.5}),
+    )
+    .await;
+    api.call(
+        api.client
+            .put(format!("{}/v1/data/file", api.base))
+            .query(&[("registrationID", reg.as_str())])
+            .header("X-Auth-Token", &w.provider_token)
+            .header("Content-Type", "application/octet-stream")
+            .body(fx.ciphertext.clone()),
+    )
+    .await;
+    api.put_json(
+        "/v1/data/deliveryKey",
+        &[("registrationID", reg.as_str())],
+        &w.provider_token,
+        json!({"sealedIdentity": fx.sealed_b64}),
+    )
+    .await;
+    let demand = api
+        .post(
+            "/registerDemand",
+            Some(&w.buyer_token),
+            json!({"demander": w.buyer, "data_category": ["bench"], "key_words": ["ct"],
+                   "data_type": "dataset"}),
+        )
+        .await["demandID"]
+        .as_str()
+        .expect("demand")
+        .to_owned();
+    api.post(
+        "/publishDemand",
+        Some(&w.buyer_token),
+        json!({"demander": w.buyer, "demandID": demand}),
+    )
+    .await;
+    let confirm = api
+        .post(
+            "/confirmDemand",
+            Some(&w.buyer_token),
+            json!({"demander": w.buyer, "demandID": demand, "registrationID": reg}),
+        )
+        .await["confirmID"]
+        .as_str()
+        .expect("confirm")
+        .to_owned();
+    let settled = api
+        .post(
+            "/settlement",
+            Some(&w.buyer_token),
+            json!({"confirmID": confirm}),
+        )
+        .await;
+    let delivered = api
+        .post(
+            "/deliver",
+            Some(&w.buyer_token),
+            json!({"licenses": settled["licenses"]}),
+        )
+        .await;
+    assert!(delivered["data_file"].is_string());
+    let proofs = api
+        .call(
+            api.client
+                .get(format!("{}/queryDeliverResult", api.base))
+                .query(&[("confirmID", confirm.as_str())])
+                .header("X-Auth-Token", &w.buyer_token),
+        )
+        .await;
+    assert_eq!(proofs["delivery_proof"].as_array().map(Vec::len), Some(1));
+    start.elapsed()
+}
+
+/// Commits per second of one-row write transactions, through liutong's own store layer.
+async fn commit_rate(database_url: &str, concurrency: usize, seconds: u64) -> f64 {
+    let store = liutong::store::Store::connect(database_url, concurrency as u32)
+        .await
+        .expect("store");
+    sqlx::query("CREATE TABLE bench_commits (id TEXT PRIMARY KEY, v BIGINT NOT NULL)")
+        .execute(store.pool())
+        .await
+        .expect("table");
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let store = store.clone();
+            let done = Arc::clone(&done);
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let mut tx = store.begin_write().await.expect("begin");
+                    sqlx::query("INSERT INTO bench_commits (id, v) VALUES ($1, $2)")
+                        .bind(uuid::Uuid::new_v4().to_string())
+                        .bind(1i64)
+                        .execute(&mut *tx)
+                        .await
+                        .expect("insert");
+                    tx.commit().await.expect("commit");
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let rate = done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
+    store.close().await;
+    rate
+}
+
+struct TradeResult {
+    commits_per_s: f64,
+    trades_per_s: f64,
+    trades: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+async fn trades(database_url: &str, concurrency: usize, seconds: u64) -> TradeResult {
+    let server = Server::start(database_url).await;
+    let commits_per_s = commit_rate(database_url, concurrency, 5).await;
+    let api = Api {
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(concurrency * 2)
+            .build()
+            .expect("client"),
+        base: server.base.clone(),
+    };
+    let fx = Arc::new(fixture(&api).await);
+    let operator = api.token("operator", OPERATOR_PASSWORD).await;
+    let mut workers = Vec::new();
+    for i in 0..concurrency {
+        let provider = format!("prov{i}");
+        let buyer = format!("buyer{i}");
+        let provider_token = api.user(&provider).await;
+        let buyer_token = api.user(&buyer).await;
+        let buyer_key = age::x25519::Identity::generate().to_public().to_string();
+        api.put_json(
+            "/v1/account/deliveryKey",
+            &[],
+            &buyer_token,
+            json!({"publicKey": buyer_key}),
+        )
+        .await;
+        api.post(
+            "/v1/admin/accounts/credit",
+            Some(&operator),
+            json!({"username": buyer, "amount": 1_000_000, "reference": format!("bench-{i}")}),
+        )
+        .await;
+        workers.push(Arc::new(Worker {
+            provider,
+            provider_token,
+            buyer,
+            buyer_token,
+        }));
+    }
+    // Warm up: one trade per worker, untimed.
+    let counter = Arc::new(AtomicU64::new(0));
+    let warm: Vec<_> = workers
+        .iter()
+        .map(|w| {
+            let (api, fx, w, counter) = (
+                api.clone(),
+                Arc::clone(&fx),
+                Arc::clone(w),
+                Arc::clone(&counter),
+            );
+            tokio::spawn(async move {
+                trade(&api, &fx, &w, counter.fetch_add(1, Ordering::Relaxed)).await
+            })
+        })
+        .collect();
+    for t in warm {
+        t.await.expect("warm-up");
+    }
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let tasks: Vec<_> = workers
+        .iter()
+        .map(|w| {
+            let (api, fx, w, counter) = (
+                api.clone(),
+                Arc::clone(&fx),
+                Arc::clone(w),
+                Arc::clone(&counter),
+            );
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    latencies
+                        .push(trade(&api, &fx, &w, counter.fetch_add(1, Ordering::Relaxed)).await);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.expect("worker"));
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p) as usize)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0)
+    };
+    let audit = api
+        .call(
+            api.client
+                .get(format!("{}/v1/admin/ledger/audit", api.base))
+                .header("X-Auth-Token", &operator),
+        )
+        .await;
+    assert_eq!(audit["balanced"], true, "{audit}");
+    TradeResult {
+        commits_per_s,
+        trades_per_s: latencies.len() as f64 / elapsed,
+        trades: latencies.len(),
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+    }
+}
+
+/// A stream of `total` bytes from a repeated 1 MiB pseudo-random block.
+fn generated(total: u64) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    let mut block = vec![0u8; 1 << 20];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for b in block.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let block = Bytes::from(block);
+    futures_util::stream::unfold(0u64, move |sent| {
+        let block = block.clone();
+        async move {
+            if sent >= total {
+                return None;
+            }
+            let n = (total - sent).min(block.len() as u64) as usize;
+            Some((Ok(block.slice(..n)), sent + n as u64))
+        }
+    })
+}
+
+/// Plain loopback TCP: one socket writes `total` bytes, another reads and discards them.
+async fn loopback_copy(total: u64) -> f64 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let writer = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let block = vec![0x5au8; 256 * 1024];
+        let mut sent = 0u64;
+        while sent < total {
+            let n = (total - sent).min(block.len() as u64) as usize;
+            socket.write_all(&block[..n]).await.expect("write");
+            sent += n as u64;
+        }
+    });
+    let start = Instant::now();
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = 0u64;
+    while got < total {
+        let n = socket.read(&mut buf).await.expect("read");
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+    }
+    writer.await.expect("writer");
+    got as f64 / start.elapsed().as_secs_f64()
+}
+
+struct BigResult {
+    bytes: u64,
+    upload_mib_s: f64,
+    deliver_mib_s: f64,
+    loopback_mib_s: f64,
+    idle_rss_kib: u64,
+    upload_peak_kib: u64,
+    deliver_peak_kib: u64,
+}
+
+/// Samples the server's RSS every 20 ms until `stop` is set; returns the maximum seen.
+fn sample_rss(pid: u32, stop: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut peak = 0;
+        while !stop.load(Ordering::Relaxed) {
+            peak = peak.max(rss(pid).0);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        peak.max(rss(pid).0)
+    })
+}
+
+async fn big_file(gib: u64, dir: &Path) -> BigResult {
+    let total = gib << 30;
+    let url = liutong::config::sqlite_url(&dir.join("big.db"));
+    let server = Server::start(&url).await;
+    let api = Api {
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(3600))
+            .build()
+            .expect("client"),
+        base: server.base.clone(),
+    };
+    let fx = fixture(&api).await;
+    let operator = api.token("operator", OPERATOR_PASSWORD).await;
+    let provider_token = api.user("bigprov").await;
+    let buyer_token = api.user("bigbuyer").await;
+    let buyer_key = age::x25519::Identity::generate().to_public().to_string();
+    api.put_json(
+        "/v1/account/deliveryKey",
+        &[],
+        &buyer_token,
+        json!({"publicKey": buyer_key}),
+    )
+    .await;
+    api.post(
+        "/v1/admin/accounts/credit",
+        Some(&operator),
+        json!({"username": "bigbuyer", "amount": 100, "reference": "big"}),
+    )
+    .await;
+    let reg = api
+        .post(
+            "/registerData",
+            Some(&provider_token),
+            json!({
+                "owner": "bigprov", "key_words": ["big"], "dataID": "big",
+                "description": "5 GiB", "data_type": "dataset", "data_format": "bin",
+                "data_size": total as f64, "data_category": ["bench"],
+                "collection_time": "2024-05-01 08:30:00", "country": "CN",
+                "resource_url": "https://provider.invalid/big.age",
+                "ownership_confirm": "https://provider.invalid/o", "public_key": fx.recipient,
+            }),
+        )
+        .await["registrationID"]
+        .as_str()
+        .expect("reg")
+        .to_owned();
+    api.post(
+        "/publishData",
+        Some(&provider_token),
+        json!({"owner": "bigprov", "registrationID": reg, "free": false, "price": 9.99}),
+    )
+    .await;
+    api.put_json(
+        "/v1/data/deliveryKey",
+        &[("registrationID", reg.as_str())],
+        &provider_token,
+        json!({"sealedIdentity": fx.sealed_b64}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = server.pid();
+    let idle_rss_kib = rss(pid).0;
+
+    // Upload (the bytes stand in for an age file: the host does not look inside).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = sample_rss(pid, Arc::clone(&stop));
+    let start = Instant::now();
+    let up = api
+        .call(
+            api.client
+                .put(format!("{}/v1/data/file", api.base))
+                .query(&[("registrationID", reg.as_str())])
+                .header("X-Auth-Token", &provider_token)
+                .header("Content-Type", "application/octet-stream")
+                .body(reqwest::Body::wrap_stream(generated(total))),
+        )
+        .await;
+    let upload_s = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let upload_peak_kib = sampler.join().expect("sampler");
+    assert_eq!(up["size"].as_u64(), Some(total));
+
+    let demand = api
+        .post(
+            "/registerDemand",
+            Some(&buyer_token),
+            json!({"demander": "bigbuyer", "data_category": ["bench"], "key_words": ["big"],
+                   "data_type": "dataset"}),
+        )
+        .await["demandID"]
+        .as_str()
+        .expect("demand")
+        .to_owned();
+    api.post(
+        "/publishDemand",
+        Some(&buyer_token),
+        json!({"demander": "bigbuyer", "demandID": demand}),
+    )
+    .await;
+    let confirm = api
+        .post(
+            "/confirmDemand",
+            Some(&buyer_token),
+            json!({"demander": "bigbuyer", "demandID": demand, "registrationID": reg}),
+        )
+        .await["confirmID"]
+        .as_str()
+        .expect("confirm")
+        .to_owned();
+    let settled = api
+        .post(
+            "/settlement",
+            Some(&buyer_token),
+            json!({"confirmID": confirm}),
+        )
+        .await;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = sample_rss(pid, Arc::clone(&stop));
+    let start = Instant::now();
+    let response = api
+        .client
+        .post(format!("{}/deliver", api.base))
+        .header("X-Auth-Token", &buyer_token)
+        .header("Accept", "application/octet-stream")
+        .json(&json!({"licenses": settled["licenses"]}))
+        .send()
+        .await
+        .expect("deliver");
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut got = 0u64;
+    while let Some(chunk) = body.next().await {
+        got += chunk.expect("chunk").len() as u64;
+    }
+    let deliver_s = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let deliver_peak_kib = sampler.join().expect("sampler");
+    assert_eq!(got, total);
+    drop(server);
+    let loopback = loopback_copy(total).await;
+    let per_s = |s: f64| total as f64 / s / (1 << 20) as f64;
+    BigResult {
+        bytes: total,
+        upload_mib_s: per_s(upload_s),
+        deliver_mib_s: per_s(deliver_s),
+        loopback_mib_s: loopback / (1 << 20) as f64,
+        idle_rss_kib,
+        upload_peak_kib,
+        deliver_peak_kib,
+    }
+}
+
+async fn postgres_database(admin: &str) -> Option<(String, String)> {
+    sqlx::any::install_default_drivers();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin)
+        .await
+        .ok()?;
+    let name = format!("lt_bench_{}", uuid::Uuid::new_v4().simple());
+    sqlx::Executor::execute(
+        &mut conn,
+        sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+    )
+    .await
+    .ok()?;
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
+    Some((format!("{base}/{name}"), name))
+}
+
+async fn drop_postgres_database(admin: &str, name: &str) {
+    if let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(admin).await {
+        let _ = sqlx::Executor::execute(
+            &mut conn,
+            sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
+        )
+        .await;
+    }
+}
+
+fn print_trades(backend: &str, r: &TradeResult, concurrency: usize) {
+    println!(
+        "| {backend} | {concurrency} | {:.1} | {} | {:.0} | {:.0} | {:.0} |",
+        r.trades_per_s, r.trades, r.p50_ms, r.p99_ms, r.commits_per_s
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let concurrency = env_u64("LIUTONG_BENCH_CONCURRENCY", 32) as usize;
+    let seconds = env_u64("LIUTONG_BENCH_SECONDS", 20);
+    let gib = env_u64("LIUTONG_BENCH_BIG_GIB", 5);
+    let admin = std::env::var("LIUTONG_BENCH_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let dir: PathBuf = tempfile::tempdir().expect("dir").keep();
+    println!("load average at start: {}", uptime());
+    println!();
+    if seconds > 0 {
+        run_trades(concurrency, seconds, &admin, &dir).await;
+    }
+    if gib > 0 {
+        let big = big_file(gib, &dir).await;
+        println!();
+        println!(
+            "| file | upload MiB/s | streaming delivery MiB/s | loopback TCP copy MiB/s | idle RSS MiB | peak RSS upload MiB | peak RSS delivery MiB |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        println!(
+            "| {:.0} GiB | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} (+{:.1}) | {:.1} (+{:.1}) |",
+            big.bytes as f64 / (1u64 << 30) as f64,
+            big.upload_mib_s,
+            big.deliver_mib_s,
+            big.loopback_mib_s,
+            mib(big.idle_rss_kib),
+            mib(big.upload_peak_kib),
+            mib(big.upload_peak_kib.saturating_sub(big.idle_rss_kib)),
+            mib(big.deliver_peak_kib),
+            mib(big.deliver_peak_kib.saturating_sub(big.idle_rss_kib)),
+        );
+        println!();
+        println!("load average at end: {}", uptime());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn run_trades(concurrency: usize, seconds: u64, admin: &str, dir: &Path) {
+    println!("| database | concurrency | trades/s | trades | p50 ms | p99 ms | raw commits/s |");
+    println!("|---|---|---|---|---|---|---|");
+    if std::env::var("LIUTONG_BENCH_SQLITE").as_deref() != Ok("skip") {
+        let sqlite = trades(
+            &liutong::config::sqlite_url(&dir.join("trades.db")),
+            concurrency,
+            seconds,
+        )
+        .await;
+        print_trades("SQLite", &sqlite, concurrency);
+    }
+    if admin != "skip" {
+        match postgres_database(admin).await {
+            Some((url, name)) => {
+                let pg = trades(&url, concurrency, seconds).await;
+                print_trades("PostgreSQL", &pg, concurrency);
+                drop_postgres_database(admin, &name).await;
+            }
+            None => println!("| PostgreSQL | – | not reachable at {admin} | | | | |"),
+        }
+    }
+    println!();
+    println!("load average after trades: {}", uptime());
+}

@@ -1,0 +1,195 @@
+//! Billing: the one seam every charge goes through.
+//!
+//! Settlement asks a `Billing` implementation what a confirmation costs and how the money is
+//! split; it never computes a price itself. The native implementation here is a flat price with
+//! an optional platform fee; WebAssembly billing plugins implement the same trait. Every amount
+//! is integer minor units, and `Charge::check` refuses an inconsistent answer before any money
+//! moves, whoever computed it.
+
+use serde::Serialize;
+
+use super::money::MAX_PRICE_MAJOR;
+use super::money::MINOR_PER_MAJOR;
+
+/// What billing is told about one settlement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeRequest<'a> {
+    pub confirm_id: &'a str,
+    pub registration_id: &'a str,
+    pub data_id: &'a str,
+    /// The buyer's and the seller's usernames.
+    pub buyer: &'a str,
+    pub seller: &'a str,
+    pub currency: &'a str,
+    /// The price the buyer confirmed (snapshot at confirmation), minor units.
+    pub list_price_minor: i64,
+    pub controlled: bool,
+}
+
+/// One line of the bill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LineItem {
+    pub description: String,
+    #[serde(rename = "amountMinor")]
+    pub amount_minor: i64,
+}
+
+/// What the buyer pays and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    /// Debited from the buyer.
+    pub amount_minor: i64,
+    /// Credited to the platform's fee account.
+    pub platform_fee_minor: i64,
+    /// Credited to the seller.
+    pub provider_share_minor: i64,
+    /// Sum to `amount_minor`.
+    pub line_items: Vec<LineItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BillingError {
+    #[error("billing rule '{rule}' failed: {message}")]
+    Failed { rule: String, message: String },
+    #[error("billing rule '{rule}' returned an inconsistent charge: {message}")]
+    Inconsistent { rule: String, message: String },
+}
+
+/// The largest single charge: the largest price.
+pub const MAX_CHARGE_MINOR: i64 = MAX_PRICE_MAJOR * MINOR_PER_MAJOR;
+
+impl Charge {
+    /// Every amount within 0..=MAX_CHARGE_MINOR, the split adds up to the amount, and the line
+    /// items add up to the amount.
+    pub fn check(&self, rule: &str) -> Result<(), BillingError> {
+        let bad = |message: String| BillingError::Inconsistent {
+            rule: rule.to_owned(),
+            message,
+        };
+        for (name, v) in [
+            ("amount", self.amount_minor),
+            ("platform fee", self.platform_fee_minor),
+            ("provider share", self.provider_share_minor),
+        ] {
+            if !(0..=MAX_CHARGE_MINOR).contains(&v) {
+                return Err(bad(format!("{name} {v} is outside 0..={MAX_CHARGE_MINOR}")));
+            }
+        }
+        if self.platform_fee_minor + self.provider_share_minor != self.amount_minor {
+            return Err(bad(format!(
+                "fee {} + provider share {} != amount {}",
+                self.platform_fee_minor, self.provider_share_minor, self.amount_minor
+            )));
+        }
+        let mut sum: i64 = 0;
+        for item in &self.line_items {
+            if !(0..=MAX_CHARGE_MINOR).contains(&item.amount_minor) {
+                return Err(bad(format!(
+                    "line item '{}' amount {} is out of range",
+                    item.description, item.amount_minor
+                )));
+            }
+            sum += item.amount_minor;
+        }
+        if sum != self.amount_minor {
+            return Err(bad(format!(
+                "line items sum to {sum}, not the amount {}",
+                self.amount_minor
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A billing rule. Implementations must be pure: the same request gives the same charge.
+pub trait Billing: Send + Sync + 'static {
+    /// A name for logs and errors.
+    fn name(&self) -> &str;
+    fn charge(&self, request: &ChargeRequest<'_>) -> Result<Charge, BillingError>;
+}
+
+/// The native rule: the buyer pays the confirmed price; the platform keeps `fee_bps` basis
+/// points of it (rounded down), the seller gets the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlatBilling {
+    pub fee_bps: u32,
+}
+
+impl Billing for FlatBilling {
+    fn name(&self) -> &str {
+        "native-flat"
+    }
+
+    fn charge(&self, request: &ChargeRequest<'_>) -> Result<Charge, BillingError> {
+        let amount = request.list_price_minor;
+        // i128: price (≤ 1e14) × 10_000 does not fit comfortably in i64 headroom checks.
+        let fee = (i128::from(amount) * i128::from(self.fee_bps) / 10_000) as i64;
+        Ok(Charge {
+            amount_minor: amount,
+            platform_fee_minor: fee,
+            provider_share_minor: amount - fee,
+            line_items: vec![LineItem {
+                description: format!(
+                    "data resource {}/{}",
+                    request.registration_id, request.data_id
+                ),
+                amount_minor: amount,
+            }],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(price: i64) -> ChargeRequest<'static> {
+        ChargeRequest {
+            confirm_id: "cfm_1",
+            registration_id: "reg_1",
+            data_id: "d",
+            buyer: "carol",
+            seller: "alice",
+            currency: "CNY",
+            list_price_minor: price,
+            controlled: false,
+        }
+    }
+
+    #[test]
+    fn flat_billing_splits_exactly() {
+        let zero = FlatBilling { fee_bps: 0 };
+        let c = zero.charge(&request(1999)).expect("charge");
+        assert_eq!(
+            (c.amount_minor, c.platform_fee_minor, c.provider_share_minor),
+            (1999, 0, 1999)
+        );
+        assert!(c.check("t").is_ok());
+
+        let fee = FlatBilling { fee_bps: 250 };
+        let c = fee.charge(&request(1999)).expect("charge");
+        // 2.5 % of 19.99 = 0.49975 → 0.49 (rounded down), seller 19.50.
+        assert_eq!((c.platform_fee_minor, c.provider_share_minor), (49, 1950));
+        assert!(c.check("t").is_ok());
+
+        let free = zero.charge(&request(0)).expect("charge");
+        assert_eq!(free.amount_minor, 0);
+        assert!(free.check("t").is_ok());
+    }
+
+    #[test]
+    fn inconsistent_charges_are_refused() {
+        let base = FlatBilling { fee_bps: 0 }
+            .charge(&request(100))
+            .expect("charge");
+        let mut split = base.clone();
+        split.provider_share_minor = 99;
+        assert!(split.check("t").is_err());
+        let mut negative = base.clone();
+        negative.amount_minor = -1;
+        assert!(negative.check("t").is_err());
+        let mut lines = base.clone();
+        lines.line_items[0].amount_minor = 50;
+        assert!(lines.check("t").is_err());
+    }
+}

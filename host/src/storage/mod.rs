@@ -1,0 +1,600 @@
+//! Where delivered data lives: uploaded files in a local directory or an S3-compatible bucket,
+//! and http(s) `resource_url`s fetched at delivery time. Everything streams: no file is ever
+//! held in memory whole, whatever its size.
+//!
+//! The files are what providers upload: already encrypted to their `public_key`. liutong never
+//! sees plaintext data.
+
+pub mod fetch;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::{BoxStream, Stream, StreamExt};
+use object_store::ObjectStore;
+use object_store::ObjectStoreExt;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::config::{S3Config, StorageConfig};
+
+/// A stream of file bytes.
+pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// Read and write in chunks of this size: large enough for disk and network throughput, small
+/// enough that memory stays flat however many deliveries run.
+pub const CHUNK: usize = 256 * 1024;
+/// S3 multipart part size (S3's minimum is 5 MiB) and parts in flight per upload.
+const S3_PART: usize = 8 * 1024 * 1024;
+const S3_PARTS_IN_FLIGHT: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage I/O on {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    #[error("invalid storage configuration: {0}")]
+    Config(String),
+    /// The client's upload stream failed (e.g. it disconnected).
+    #[error("reading the upload failed: {0}")]
+    Upload(std::io::Error),
+    #[error("stored object {key} is missing")]
+    Missing { key: String },
+}
+
+/// What was stored: the object's size and SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Clone)]
+pub enum Storage {
+    Local(Arc<LocalDir>),
+    S3 {
+        store: Arc<dyn ObjectStore>,
+        prefix: String,
+        bucket: String,
+    },
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// Files under `root/objects/<key>`, written through `root/tmp/` and renamed into place, so a
+/// reader never sees a partial file.
+#[derive(Debug)]
+pub struct LocalDir {
+    root: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Object keys are liutong's own (`<resource id>/<upload id>`); anything else is a bug.
+fn check_key(key: &str) -> Result<(), StorageError> {
+    let ok = !key.is_empty()
+        && key.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::Config(format!("invalid object key '{key}'")))
+    }
+}
+
+impl Storage {
+    pub fn from_config(config: &StorageConfig) -> Result<Storage, StorageError> {
+        match &config.s3 {
+            None => Ok(Storage::Local(Arc::new(LocalDir {
+                root: config.dir.clone(),
+            }))),
+            Some(s3) => Self::s3(s3),
+        }
+    }
+
+    fn s3(c: &S3Config) -> Result<Storage, StorageError> {
+        let mut builder = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(&c.bucket)
+            .with_allow_http(c.allow_http);
+        if let Some(endpoint) = &c.endpoint {
+            // Path-style requests: what S3-compatible servers expect at a custom endpoint.
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_virtual_hosted_style_request(false);
+        }
+        if let Some(region) = &c.region {
+            builder = builder.with_region(region);
+        }
+        if let Some(id) = &c.access_key_id {
+            builder = builder.with_access_key_id(id);
+        }
+        if let Some(secret) = &c.secret_access_key {
+            builder = builder.with_secret_access_key(secret);
+        }
+        let store = builder
+            .build()
+            .map_err(|e| StorageError::Config(e.to_string()))?;
+        Ok(Storage::S3 {
+            store: Arc::new(store),
+            prefix: c.prefix.trim_matches('/').to_owned(),
+            bucket: c.bucket.clone(),
+        })
+    }
+
+    /// For logs: where files go.
+    pub fn describe(&self) -> String {
+        match self {
+            Storage::Local(dir) => format!("directory {}", dir.root.display()),
+            Storage::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}"),
+        }
+    }
+
+    fn s3_path(prefix: &str, key: &str) -> object_store::path::Path {
+        if prefix.is_empty() {
+            object_store::path::Path::from(key)
+        } else {
+            object_store::path::Path::from(format!("{prefix}/{key}"))
+        }
+    }
+
+    /// Stores a stream under `key`, computing its size and SHA-256 on the way. On any error
+    /// nothing is left under `key`.
+    pub async fn put_stream<S>(&self, key: &str, mut body: S) -> Result<Stored, StorageError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Unpin + Send,
+    {
+        check_key(key)?;
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        match self {
+            Storage::Local(dir) => {
+                let tmp_dir = dir.root.join("tmp");
+                tokio::fs::create_dir_all(&tmp_dir)
+                    .await
+                    .map_err(io(&tmp_dir))?;
+                let tmp = tmp_dir.join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+                let result: Result<(), StorageError> = async {
+                    let file = tokio::fs::File::create(&tmp).await.map_err(io(&tmp))?;
+                    let mut out = tokio::io::BufWriter::with_capacity(CHUNK, file);
+                    while let Some(chunk) = body.next().await {
+                        let chunk = chunk.map_err(StorageError::Upload)?;
+                        hasher.update(&chunk);
+                        size += chunk.len() as u64;
+                        out.write_all(&chunk).await.map_err(io(&tmp))?;
+                    }
+                    out.flush().await.map_err(io(&tmp))?;
+                    let file = out.into_inner();
+                    file.sync_all().await.map_err(io(&tmp))?;
+                    let target = dir.object_path(key);
+                    if let Some(parent) = target.parent() {
+                        tokio::fs::create_dir_all(parent)
+                            .await
+                            .map_err(io(parent))?;
+                    }
+                    tokio::fs::rename(&tmp, &target)
+                        .await
+                        .map_err(io(&target))?;
+                    Ok(())
+                }
+                .await;
+                if result.is_err() {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                }
+                result?;
+            }
+            Storage::S3 { store, prefix, .. } => {
+                let path = Self::s3_path(prefix, key);
+                let mut out = object_store::buffered::BufWriter::with_capacity(
+                    Arc::clone(store),
+                    path,
+                    S3_PART,
+                )
+                .with_max_concurrency(S3_PARTS_IN_FLIGHT);
+                let result: Result<(), StorageError> = async {
+                    while let Some(chunk) = body.next().await {
+                        let chunk = chunk.map_err(StorageError::Upload)?;
+                        hasher.update(&chunk);
+                        size += chunk.len() as u64;
+                        out.put(chunk).await?;
+                    }
+                    out.shutdown().await.map_err(|e| StorageError::Io {
+                        path: key.to_owned(),
+                        source: e,
+                    })?;
+                    Ok(())
+                }
+                .await;
+                if let Err(e) = result {
+                    let _ = out.abort().await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Stored {
+            size,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
+
+    /// Opens a stored object for streaming.
+    pub async fn open(&self, key: &str) -> Result<ByteStream, StorageError> {
+        check_key(key)?;
+        match self {
+            Storage::Local(dir) => {
+                let path = dir.object_path(key);
+                let file = tokio::fs::File::open(&path).await.map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        StorageError::Missing {
+                            key: key.to_owned(),
+                        }
+                    } else {
+                        StorageError::Io {
+                            path: path.display().to_string(),
+                            source: e,
+                        }
+                    }
+                })?;
+                Ok(tokio_util::io::ReaderStream::with_capacity(file, CHUNK).boxed())
+            }
+            Storage::S3 { store, prefix, .. } => {
+                let result = store.get(&Self::s3_path(prefix, key)).await.map_err(|e| {
+                    if matches!(e, object_store::Error::NotFound { .. }) {
+                        StorageError::Missing {
+                            key: key.to_owned(),
+                        }
+                    } else {
+                        StorageError::ObjectStore(e)
+                    }
+                })?;
+                Ok(result
+                    .into_stream()
+                    .map(|r| r.map_err(std::io::Error::other))
+                    .boxed())
+            }
+        }
+    }
+
+    /// Removes partial uploads older than `older_than` from the local directory's `tmp/`: what
+    /// a crash (or kill -9) in the middle of an upload leaves behind. An upload in progress
+    /// writes continuously, so its file is never that old. Returns how many were removed.
+    pub async fn sweep_stale_uploads(&self, older_than: std::time::Duration) -> usize {
+        let Storage::Local(dir) = self else {
+            // S3 multipart uploads cut off by a crash are cleaned by the bucket's lifecycle
+            // rule for incomplete multipart uploads.
+            return 0;
+        };
+        let tmp = dir.root.join("tmp");
+        let Ok(mut entries) = tokio::fs::read_dir(&tmp).await else {
+            return 0;
+        };
+        let mut removed = 0;
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("part") {
+                continue;
+            }
+            let stale = entry
+                .metadata()
+                .await
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > older_than);
+            if stale && tokio::fs::remove_file(&path).await.is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Deletes an object; a missing one is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        check_key(key)?;
+        match self {
+            Storage::Local(dir) => {
+                let path = dir.object_path(key);
+                match tokio::fs::remove_file(&path).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(StorageError::Io {
+                        path: path.display().to_string(),
+                        source: e,
+                    }),
+                }
+            }
+            Storage::S3 { store, prefix, .. } => {
+                match store.delete(&Self::s3_path(prefix, key)).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+}
+
+impl LocalDir {
+    fn object_path(&self, key: &str) -> PathBuf {
+        let mut path = self.root.join("objects");
+        for part in key.split('/') {
+            path.push(part);
+        }
+        path
+    }
+}
+
+/// Reads a whole stream into memory, refusing more than `limit` bytes.
+pub async fn read_to_vec(mut stream: ByteStream, limit: u64) -> Result<Vec<u8>, std::io::Error> {
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if (out.len() + chunk.len()) as u64 > limit {
+            return Err(std::io::Error::other(format!(
+                "more than the {limit} bytes expected"
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Chunks handed to the hashing task ahead of the one being sent.
+const HASH_QUEUE: usize = 8;
+
+/// Passes a stream through while checking it against the size and SHA-256 recorded when it was
+/// stored. The hashing runs in its own task, beside the sending, so it costs throughput only
+/// when a core is free for it; and the last chunk is held back until the digest is confirmed,
+/// so on a mismatch the transfer ends with an error and the client never receives a corrupted
+/// file as if it were whole. `guard` is dropped with the stream (e.g. a spool file's path,
+/// which deletes the file).
+pub fn verified(
+    inner: ByteStream,
+    expected_size: u64,
+    expected_sha256: String,
+    guard: Option<Box<dyn Send + Sync>>,
+) -> ByteStream {
+    let (to_hasher, mut chunks) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
+    let hasher = tokio::spawn(async move {
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        while let Some(chunk) = chunks.recv().await {
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+        }
+        (size, hex::encode(hasher.finalize()))
+    });
+    struct State {
+        inner: ByteStream,
+        to_hasher: Option<tokio::sync::mpsc::Sender<Bytes>>,
+        hasher: Option<tokio::task::JoinHandle<(u64, String)>>,
+        held: Option<Bytes>,
+        seen: u64,
+        done: bool,
+        _guard: Option<Box<dyn Send + Sync>>,
+    }
+    let mismatch = || {
+        tracing::error!(
+            "stored file does not match its recorded size and SHA-256; delivery aborted"
+        );
+        std::io::Error::other("stored file does not match its record")
+    };
+    let state = State {
+        inner,
+        to_hasher: Some(to_hasher),
+        hasher: Some(hasher),
+        held: None,
+        seen: 0,
+        done: false,
+        _guard: guard,
+    };
+    futures_util::stream::unfold(state, move |mut st| {
+        let expected_sha256 = expected_sha256.clone();
+        async move {
+            if st.done {
+                return None;
+            }
+            loop {
+                match st.inner.next().await {
+                    Some(Ok(chunk)) => {
+                        st.seen += chunk.len() as u64;
+                        if st.seen > expected_size {
+                            st.done = true;
+                            return Some((Err(mismatch()), st));
+                        }
+                        let queued = match &st.to_hasher {
+                            Some(tx) => tx.send(chunk.clone()).await.is_ok(),
+                            None => false,
+                        };
+                        if !queued {
+                            st.done = true;
+                            return Some((Err(std::io::Error::other("hashing task ended")), st));
+                        }
+                        // Send the previous chunk; keep this one until the next arrives.
+                        if let Some(previous) = st.held.replace(chunk) {
+                            return Some((Ok(previous), st));
+                        }
+                    }
+                    Some(Err(e)) => {
+                        st.done = true;
+                        return Some((Err(e), st));
+                    }
+                    None => {
+                        st.done = true;
+                        drop(st.to_hasher.take());
+                        let digest = match st.hasher.take() {
+                            Some(task) => task.await.ok(),
+                            None => None,
+                        };
+                        let intact = digest.as_ref().is_some_and(|(size, sha)| {
+                            *size == expected_size && *sha == expected_sha256
+                        });
+                        if !intact {
+                            return Some((Err(mismatch()), st));
+                        }
+                        return st.held.take().map(|last| (Ok(last), st));
+                    }
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(parts: &[&'static [u8]]) -> ByteStream {
+        futures_util::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok::<_, std::io::Error>(Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        )
+        .boxed()
+    }
+
+    #[tokio::test]
+    async fn local_round_trip_and_verification() {
+        let tmp = tempfile::tempdir().expect("dir");
+        let storage = Storage::from_config(&StorageConfig {
+            dir: tmp.path().to_owned(),
+            s3: None,
+        })
+        .expect("storage");
+        let stored = storage
+            .put_stream("res_1/up_1", chunks(&[b"hello ", b"world"]))
+            .await
+            .expect("put");
+        assert_eq!(stored.size, 11);
+        assert_eq!(stored.sha256, hex::encode(Sha256::digest(b"hello world")));
+        let back = read_to_vec(storage.open("res_1/up_1").await.expect("open"), 100)
+            .await
+            .expect("read");
+        assert_eq!(back, b"hello world");
+        // Nothing is left in tmp/.
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join("tmp"))
+                .expect("tmp")
+                .count(),
+            0
+        );
+
+        let good = verified(
+            storage.open("res_1/up_1").await.expect("open"),
+            11,
+            stored.sha256.clone(),
+            None,
+        );
+        assert_eq!(
+            read_to_vec(good, 100).await.expect("verified"),
+            b"hello world"
+        );
+        let bad = verified(
+            storage.open("res_1/up_1").await.expect("open"),
+            11,
+            "00".repeat(32),
+            None,
+        );
+        assert!(read_to_vec(bad, 100).await.is_err());
+        // A corrupted file of the right size: every chunk but the last is passed on, then the
+        // stream fails instead of completing.
+        let mut corrupted = verified(
+            chunks(&[b"hello ", b"WORLD"]),
+            11,
+            stored.sha256.clone(),
+            None,
+        );
+        assert_eq!(
+            corrupted.next().await.map(|r| r.ok()),
+            Some(Some(Bytes::from_static(b"hello ")))
+        );
+        assert!(matches!(corrupted.next().await, Some(Err(_))));
+        assert!(corrupted.next().await.is_none());
+        let short = verified(chunks(&[b"hello"]), 11, stored.sha256.clone(), None);
+        assert!(read_to_vec(short, 100).await.is_err());
+        let empty = verified(chunks(&[]), 0, hex::encode(Sha256::digest(b"")), None);
+        assert!(read_to_vec(empty, 100).await.expect("empty").is_empty());
+
+        storage.delete("res_1/up_1").await.expect("delete");
+        assert!(matches!(
+            storage.open("res_1/up_1").await,
+            Err(StorageError::Missing { .. })
+        ));
+        storage.delete("res_1/up_1").await.expect("delete twice");
+        assert!(storage.open("../etc/passwd").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn stale_partial_uploads_are_swept() {
+        let tmp = tempfile::tempdir().expect("dir");
+        let storage = Storage::from_config(&StorageConfig {
+            dir: tmp.path().to_owned(),
+            s3: None,
+        })
+        .expect("storage");
+        std::fs::create_dir_all(tmp.path().join("tmp")).expect("tmp");
+        std::fs::write(tmp.path().join("tmp/left-by-a-crash.part"), b"x").expect("part");
+        std::fs::write(tmp.path().join("tmp/other.txt"), b"x").expect("other");
+        assert_eq!(
+            storage
+                .sweep_stale_uploads(std::time::Duration::from_secs(3600))
+                .await,
+            0,
+            "a fresh part may be an upload in progress"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(
+            storage
+                .sweep_stale_uploads(std::time::Duration::from_millis(1))
+                .await,
+            1
+        );
+        assert!(tmp.path().join("tmp/other.txt").exists());
+    }
+
+    #[tokio::test]
+    async fn failed_uploads_leave_nothing() {
+        let tmp = tempfile::tempdir().expect("dir");
+        let storage = Storage::from_config(&StorageConfig {
+            dir: tmp.path().to_owned(),
+            s3: None,
+        })
+        .expect("storage");
+        let failing = futures_util::stream::iter(vec![
+            Ok(Bytes::from_static(b"part")),
+            Err(std::io::Error::other("client went away")),
+        ])
+        .boxed();
+        assert!(matches!(
+            storage.put_stream("r/u", failing).await,
+            Err(StorageError::Upload(_))
+        ));
+        assert!(storage.open("r/u").await.is_err());
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join("tmp"))
+                .expect("tmp")
+                .count(),
+            0
+        );
+    }
+}

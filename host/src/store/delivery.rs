@@ -1,0 +1,149 @@
+//! Delivery keys and uploaded files.
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// A provider's uploaded (encrypted) data file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceFile {
+    pub resource_id: String,
+    pub object_key: String,
+    pub size: i64,
+    pub sha256: String,
+    pub uploaded_at: i64,
+}
+
+/// A provider's delivery identity as stored: sealed to the escrow recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedKey {
+    /// Base64 of the age file.
+    pub sealed: String,
+    /// The `age1…` recipient of the sealed identity.
+    pub recipient: String,
+}
+
+impl Store {
+    pub async fn set_account_delivery_key(
+        &self,
+        account_id: &str,
+        recipient: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO account_delivery_keys (account_id, recipient, updated_at) \
+             VALUES ($1, $2, $3) \
+             ON CONFLICT (account_id) DO UPDATE \
+               SET recipient = excluded.recipient, updated_at = excluded.updated_at",
+        )
+        .bind(account_id)
+        .bind(recipient)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn account_delivery_key(
+        &self,
+        account_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT recipient FROM account_delivery_keys WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("recipient")).transpose()?)
+    }
+
+    pub async fn set_resource_delivery_key(
+        &self,
+        resource_id: &str,
+        key: &SealedKey,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO resource_delivery_keys (resource_id, sealed, recipient, updated_at) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (resource_id) DO UPDATE \
+               SET sealed = excluded.sealed, recipient = excluded.recipient, \
+                   updated_at = excluded.updated_at",
+        )
+        .bind(resource_id)
+        .bind(&key.sealed)
+        .bind(&key.recipient)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn resource_delivery_key(
+        &self,
+        resource_id: &str,
+    ) -> Result<Option<SealedKey>, StoreError> {
+        let row = sqlx::query(
+            "SELECT sealed, recipient FROM resource_delivery_keys WHERE resource_id = $1",
+        )
+        .bind(resource_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(SealedKey {
+            sealed: row.try_get("sealed")?,
+            recipient: row.try_get("recipient")?,
+        }))
+    }
+
+    pub async fn resource_file(
+        &self,
+        resource_id: &str,
+    ) -> Result<Option<ResourceFile>, StoreError> {
+        let row = sqlx::query(
+            "SELECT resource_id, object_key, size, sha256, uploaded_at \
+             FROM resource_files WHERE resource_id = $1",
+        )
+        .bind(resource_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(ResourceFile {
+            resource_id: row.try_get("resource_id")?,
+            object_key: row.try_get("object_key")?,
+            size: row.try_get("size")?,
+            sha256: row.try_get("sha256")?,
+            uploaded_at: row.try_get("uploaded_at")?,
+        }))
+    }
+
+    /// Records a new upload; returns the object key it replaced, if any, for deletion.
+    pub async fn set_resource_file(&self, f: &ResourceFile) -> Result<Option<String>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let old: Option<String> =
+            sqlx::query("SELECT object_key FROM resource_files WHERE resource_id = $1")
+                .bind(&f.resource_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get("object_key"))
+                .transpose()?;
+        sqlx::query(
+            "INSERT INTO resource_files (resource_id, object_key, size, sha256, uploaded_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (resource_id) DO UPDATE \
+               SET object_key = excluded.object_key, size = excluded.size, \
+                   sha256 = excluded.sha256, uploaded_at = excluded.uploaded_at",
+        )
+        .bind(&f.resource_id)
+        .bind(&f.object_key)
+        .bind(f.size)
+        .bind(&f.sha256)
+        .bind(f.uploaded_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(old)
+    }
+}

@@ -1,0 +1,343 @@
+//! Confirmations, settlements, licenses and deliveries (A.3).
+
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::ledger::{PostOutcome, post};
+use super::{Constraint, Store, StoreError, Tx};
+use crate::domain::ledger::LedgerTransaction;
+use crate::domain::trading::{
+    Confirmation, ConfirmationStatus, DeliveryRecord, LicenseRecord, SettlementRecord,
+};
+
+/// The lock: one live (confirmed or settled) confirmation per demand.
+pub const CONFIRMATION_LIVE: Constraint = Constraint {
+    name: "confirmations_live_demand_key",
+    sqlite_columns: "confirmations.demand_id",
+};
+
+const CONFIRMATION_COLUMNS: &str = "id, demand_id, resource_id, registration_id, data_id, \
+    controlled, seller_account_id, seller_name, buyer_account_id, buyer_name, price_minor, \
+    usage_restrictions, status, created_at, expires_at, settled_at";
+
+const LICENSE_COLUMNS: &str = "id, confirm_id, resource_id, licensee_account_id, document, \
+    starts_at, ends_at, issued_at, superseded_by";
+
+fn json_column(row: &AnyRow, column: &str) -> Result<Value, StoreError> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+fn confirmation_from_row(row: &AnyRow) -> Result<Confirmation, StoreError> {
+    let status: String = row.try_get("status")?;
+    let controlled: i64 = row.try_get("controlled")?;
+    Ok(Confirmation {
+        id: row.try_get("id")?,
+        demand_id: row.try_get("demand_id")?,
+        resource_id: row.try_get("resource_id")?,
+        registration_id: row.try_get("registration_id")?,
+        data_id: row.try_get("data_id")?,
+        controlled: controlled != 0,
+        seller_account_id: row.try_get("seller_account_id")?,
+        seller_name: row.try_get("seller_name")?,
+        buyer_account_id: row.try_get("buyer_account_id")?,
+        buyer_name: row.try_get("buyer_name")?,
+        price_minor: row.try_get("price_minor")?,
+        usage_restrictions: json_column(row, "usage_restrictions")?,
+        status: ConfirmationStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("confirmation status '{status}'")))?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        settled_at: row.try_get("settled_at")?,
+    })
+}
+
+fn license_from_row(row: &AnyRow) -> Result<LicenseRecord, StoreError> {
+    Ok(LicenseRecord {
+        id: row.try_get("id")?,
+        confirm_id: row.try_get("confirm_id")?,
+        resource_id: row.try_get("resource_id")?,
+        licensee_account_id: row.try_get("licensee_account_id")?,
+        document: json_column(row, "document")?,
+        starts_at: row.try_get("starts_at")?,
+        ends_at: row.try_get("ends_at")?,
+        issued_at: row.try_get("issued_at")?,
+        superseded_by: row.try_get("superseded_by")?,
+    })
+}
+
+/// Everything one settlement writes, in one transaction.
+#[derive(Debug, Clone)]
+pub struct SettlementWrite {
+    pub confirm_id: String,
+    pub now: i64,
+    pub ledger: LedgerTransaction,
+    pub settlement: SettlementRecord,
+    pub license: LicenseRecord,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettleOutcome {
+    Settled,
+    /// Another call settled it first; its documents stand.
+    AlreadySettled,
+    /// The confirmation is no longer waiting for settlement (it expired).
+    NotSettleable,
+    /// A posting would cross an account's limit (the buyer's balance is too low).
+    LimitReached {
+        account: String,
+    },
+}
+
+async fn insert_license(tx: &mut Tx, l: &LicenseRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO licenses (id, confirm_id, resource_id, licensee_account_id, document, \
+           starts_at, ends_at, issued_at, superseded_by, superseded_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL)",
+    )
+    .bind(&l.id)
+    .bind(&l.confirm_id)
+    .bind(&l.resource_id)
+    .bind(&l.licensee_account_id)
+    .bind(l.document.to_string())
+    .bind(l.starts_at)
+    .bind(l.ends_at)
+    .bind(l.issued_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Inserts a confirmation, first expiring the demand's overdue unsettled one so that its
+    /// lock is released. A second live confirmation of the demand violates
+    /// `CONFIRMATION_LIVE`, also when both are attempted at once.
+    pub async fn insert_confirmation(&self, c: &Confirmation) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE confirmations SET status = 'expired' \
+             WHERE demand_id = $1 AND status = 'confirmed' AND expires_at <= $2",
+        )
+        .bind(&c.demand_id)
+        .bind(c.created_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO confirmations ({CONFIRMATION_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        )))
+        .bind(&c.id)
+        .bind(&c.demand_id)
+        .bind(&c.resource_id)
+        .bind(&c.registration_id)
+        .bind(&c.data_id)
+        .bind(i64::from(c.controlled))
+        .bind(&c.seller_account_id)
+        .bind(&c.seller_name)
+        .bind(&c.buyer_account_id)
+        .bind(&c.buyer_name)
+        .bind(c.price_minor)
+        .bind(c.usage_restrictions.to_string())
+        .bind(c.status.as_str())
+        .bind(c.created_at)
+        .bind(c.expires_at)
+        .bind(c.settled_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::classify(e, &[CONFIRMATION_LIVE]))?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn confirmation(&self, id: &str) -> Result<Option<Confirmation>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CONFIRMATION_COLUMNS} FROM confirmations WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(confirmation_from_row).transpose()
+    }
+
+    pub async fn settlement(
+        &self,
+        confirm_id: &str,
+    ) -> Result<Option<SettlementRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT confirm_id, receipt_id, ledger_transaction_id, amount_minor, payment_proof, \
+               private_key, settled_at \
+             FROM settlements WHERE confirm_id = $1",
+        )
+        .bind(confirm_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let private_key: Option<String> = row.try_get("private_key")?;
+        Ok(Some(SettlementRecord {
+            confirm_id: row.try_get("confirm_id")?,
+            receipt_id: row.try_get("receipt_id")?,
+            ledger_transaction_id: row.try_get("ledger_transaction_id")?,
+            amount_minor: row.try_get("amount_minor")?,
+            payment_proof: json_column(&row, "payment_proof")?,
+            private_key: private_key
+                .map(|t| serde_json::from_str(&t))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("private_key: {e}")))?,
+            settled_at: row.try_get("settled_at")?,
+        }))
+    }
+
+    /// Settles a confirmation: marks it settled (only if it is still confirmed and not
+    /// expired), posts the ledger transaction, stores the payment proof and the license; all or
+    /// nothing. Concurrent calls for one confirmation serialise on its row: exactly one
+    /// settles, the others see `AlreadySettled`.
+    pub async fn settle(&self, w: &SettlementWrite) -> Result<SettleOutcome, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let marked = sqlx::query(
+            "UPDATE confirmations SET status = 'settled', settled_at = $2 \
+             WHERE id = $1 AND status = 'confirmed' AND expires_at > $2",
+        )
+        .bind(&w.confirm_id)
+        .bind(w.now)
+        .execute(&mut *tx)
+        .await?;
+        if marked.rows_affected() != 1 {
+            let status: Option<String> =
+                sqlx::query("SELECT status FROM confirmations WHERE id = $1")
+                    .bind(&w.confirm_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| r.try_get("status"))
+                    .transpose()?;
+            tx.rollback().await?;
+            return Ok(match status.as_deref() {
+                Some("settled") => SettleOutcome::AlreadySettled,
+                _ => SettleOutcome::NotSettleable,
+            });
+        }
+        if let PostOutcome::LimitReached { account } = post(&mut tx, &w.ledger).await? {
+            tx.rollback().await?;
+            return Ok(SettleOutcome::LimitReached { account });
+        }
+        let s = &w.settlement;
+        sqlx::query(
+            "INSERT INTO settlements (confirm_id, receipt_id, ledger_transaction_id, \
+               amount_minor, payment_proof, private_key, settled_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&s.confirm_id)
+        .bind(&s.receipt_id)
+        .bind(&s.ledger_transaction_id)
+        .bind(s.amount_minor)
+        .bind(s.payment_proof.to_string())
+        .bind(s.private_key.as_ref().map(Value::to_string))
+        .bind(s.settled_at)
+        .execute(&mut *tx)
+        .await?;
+        insert_license(&mut tx, &w.license).await?;
+        tx.commit().await?;
+        Ok(SettleOutcome::Settled)
+    }
+
+    /// The license of a confirmation that has not been superseded.
+    pub async fn current_license(
+        &self,
+        confirm_id: &str,
+    ) -> Result<Option<LicenseRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {LICENSE_COLUMNS} FROM licenses \
+             WHERE confirm_id = $1 AND superseded_by IS NULL \
+             ORDER BY issued_at DESC, id DESC LIMIT 1"
+        )))
+        .bind(confirm_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(license_from_row).transpose()
+    }
+
+    pub async fn license(&self, id: &str) -> Result<Option<LicenseRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {LICENSE_COLUMNS} FROM licenses WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(license_from_row).transpose()
+    }
+
+    /// Licenses of a resource that are neither superseded nor past their term at `now`.
+    pub async fn live_licenses_for_resource(
+        &self,
+        resource_id: &str,
+        now: i64,
+    ) -> Result<Vec<LicenseRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {LICENSE_COLUMNS} FROM licenses \
+             WHERE resource_id = $1 AND superseded_by IS NULL AND ends_at > $2 \
+             ORDER BY issued_at, id"
+        )))
+        .bind(resource_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(license_from_row).collect()
+    }
+
+    /// Replaces each `(old id, new license)`: inserts the new one and marks the old one
+    /// superseded by it. Returns false, changing nothing, if any old license was superseded
+    /// meanwhile by a concurrent update.
+    pub async fn reissue_licenses(
+        &self,
+        replacements: &[(String, LicenseRecord)],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        for (old, new) in replacements {
+            insert_license(&mut tx, new).await?;
+            let done = sqlx::query(
+                "UPDATE licenses SET superseded_by = $1, superseded_at = $2 \
+                 WHERE id = $3 AND superseded_by IS NULL",
+            )
+            .bind(&new.id)
+            .bind(now)
+            .bind(old)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn insert_delivery(&self, d: &DeliveryRecord) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO deliveries (id, confirm_id, license_id, proof, delivered_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&d.id)
+        .bind(&d.confirm_id)
+        .bind(&d.license_id)
+        .bind(d.proof.to_string())
+        .bind(d.delivered_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Delivery proofs of a confirmation, oldest first.
+    pub async fn delivery_proofs(&self, confirm_id: &str) -> Result<Vec<Value>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT proof FROM deliveries WHERE confirm_id = $1 ORDER BY delivered_at, id",
+        )
+        .bind(confirm_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| json_column(r, "proof")).collect()
+    }
+}
