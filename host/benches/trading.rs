@@ -29,20 +29,10 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod common;
+use common::{drop_postgres_database, env_u64, load_average as uptime, postgres_database};
+
 const OPERATOR_PASSWORD: &str = "bench-operator-1";
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn uptime() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
 
 /// (VmRSS, VmHWM) of a process, in KiB.
 fn rss(pid: u32) -> (u64, u64) {
@@ -703,32 +693,6 @@ async fn big_file(gib: u64, dir: &Path) -> BigResult {
         idle_rss_kib,
         upload_peak_kib,
         deliver_peak_kib,
-    }
-}
-
-async fn postgres_database(admin: &str) -> Option<(String, String)> {
-    sqlx::any::install_default_drivers();
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin)
-        .await
-        .ok()?;
-    let name = format!("lt_bench_{}", uuid::Uuid::new_v4().simple());
-    sqlx::Executor::execute(
-        &mut conn,
-        sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
-    )
-    .await
-    .ok()?;
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
-    Some((format!("{base}/{name}"), name))
-}
-
-async fn drop_postgres_database(admin: &str, name: &str) {
-    if let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(admin).await {
-        let _ = sqlx::Executor::execute(
-            &mut conn,
-            sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
-        )
-        .await;
     }
 }
 

@@ -91,6 +91,14 @@ impl App {
                 fetch_resource_urls: config.fetch_resource_urls,
             },
         );
+        let matcher = Matcher::new(store.clone());
+        let loading = std::time::Instant::now();
+        let loaded = matcher.sync().await?;
+        tracing::info!(
+            items = loaded,
+            elapsed_ms = loading.elapsed().as_millis() as u64,
+            "loaded the match index"
+        );
         let state = AppState {
             config: Arc::new(config.clone()),
             store: store.clone(),
@@ -98,7 +106,7 @@ impl App {
             accounts,
             supply: Supply::new(store.clone()),
             demands: Demands::new(store.clone()),
-            matcher: Matcher::new(store.clone()),
+            matcher,
             keys,
             billing,
             ledger: Ledger::new(store.clone()),

@@ -318,7 +318,66 @@ async fn query_rules(app: TestApp) {
     .expect_error(409, "INVALID_STATE");
 }
 
+/// Each server keeps its own in-memory index; a change made through one shows at once on
+/// every other server of the same database.
+async fn servers_sharing_a_database_see_each_others_changes(app: TestApp) {
+    let alice = app.user("alice").await;
+    let carol = app.user("carol").await;
+    let demand = app
+        .published_demand(&carol, "carol", &["sonar"], "dataset")
+        .await;
+    let replica = app.replica().await;
+    let params = [("demandID", demand.as_str())];
+    let total_on_replica = || async {
+        app.get_via(&replica, "/queryMatchResults", Some(&carol), &params)
+            .await
+            .ok()["total"]
+            .clone()
+    };
+    assert_eq!(total_on_replica().await, 0);
+    let first = app
+        .published_resource(&alice, "alice", "sonar-1", &["sonar"], 1.0)
+        .await;
+    let second = app
+        .published_resource(&alice, "alice", "sonar-2", &["SONAR", "depth"], 1.0)
+        .await;
+    let page = app
+        .get_via(&replica, "/queryMatchResults", Some(&carol), &params)
+        .await;
+    assert_eq!(
+        ids(page.ok(), "registrationID"),
+        vec![second.clone(), first.clone()],
+        "ties go to the newest"
+    );
+    app.post(
+        "/revokePublishedData",
+        Some(&alice),
+        &json!({"registrationID": second}),
+    )
+    .await
+    .ok();
+    let page = app
+        .get_via(&replica, "/queryMatchResults", Some(&carol), &params)
+        .await;
+    assert_eq!(ids(page.ok(), "registrationID"), vec![first.clone()]);
+    // Republished, it is back; and a server started later loads everything at start.
+    app.post(
+        "/publishData",
+        Some(&alice),
+        &json!({"owner": "alice", "registrationID": second, "free": true}),
+    )
+    .await
+    .ok();
+    let late = app.replica().await;
+    let page = app
+        .get_via(&late, "/queryMatchResults", Some(&carol), &params)
+        .await;
+    assert_eq!(ids(page.ok(), "registrationID"), vec![second, first]);
+    assert_eq!(total_on_replica().await, 2);
+}
+
 on_both_backends!(
+    servers_sharing_a_database_see_each_others_changes,
     matches_share_type_and_a_normalised_keyword,
     ranking_uses_keywords_categories_and_descriptions,
     revocations_and_publications_show_at_once,

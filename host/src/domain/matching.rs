@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::LazyLock;
+use std::sync::{Arc, RwLock};
 
 use icu_casemap::CaseMapper;
 use jieba_rs::Jieba;
@@ -21,9 +22,9 @@ use serde::Serialize;
 use unicode_normalization::UnicodeNormalization;
 
 use super::demand::Demand;
+use super::match_index::MatchIndex;
 use super::supply::{PublishedDataView, Resource};
 use super::{DomainError, PublicationStatus};
-use crate::store::matching::MatchQuery;
 use crate::store::{Store, StoreError};
 
 pub const KEYWORD_WEIGHT: i64 = 10;
@@ -212,14 +213,86 @@ pub struct MatchedDemand {
     pub description: Option<String>,
 }
 
+/// An item's `data_type` and its normalised terms, as read back from `match_terms`.
+type ItemTerms<'a> = (&'a str, Vec<(TermField, &'a str)>);
+
 #[derive(Clone)]
 pub struct Matcher {
     store: Store,
+    index: Arc<RwLock<MatchIndex>>,
+    /// One catch-up at a time; the others wait for it instead of repeating it.
+    syncing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Matcher {
     pub fn new(store: Store) -> Self {
-        Matcher { store }
+        Matcher {
+            store,
+            index: Arc::new(RwLock::new(MatchIndex::default())),
+            syncing: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    /// Brings the in-memory index up to the latest committed change of the database. Called
+    /// before every query (one indexed read when nothing changed) and at start, where it loads
+    /// the whole index. Returns the number of items it (re)applied.
+    pub async fn sync(&self) -> Result<usize, DomainError> {
+        let latest = self.store.match_version().await?;
+        if latest <= self.read_index()?.version {
+            return Ok(0);
+        }
+        let _turn = self.syncing.lock().await;
+        let applied_up_to = self.read_index()?.version;
+        if latest <= applied_up_to {
+            return Ok(0);
+        }
+        // Everything after what is applied, even past `latest`: an item's row shows only its
+        // newest version, so stopping at `latest` could skip an item changed twice.
+        let changes = self.store.match_changes(applied_up_to).await?;
+        let newest = changes.iter().map(|c| c.version).max().unwrap_or(latest);
+        let mut terms_by_side = Vec::new();
+        for side in [Side::Resource, Side::Demand] {
+            let live: Vec<String> = changes
+                .iter()
+                .filter(|c| c.side == side && c.live)
+                .map(|c| c.item_id.clone())
+                .collect();
+            terms_by_side.push((side, self.store.match_item_terms(side, &live).await?));
+        }
+        let mut index = self
+            .index
+            .write()
+            .map_err(|_| DomainError::Internal("match index lock poisoned".into()))?;
+        for change in changes.iter().filter(|c| !c.live) {
+            index.remove(change.side, &change.item_id);
+        }
+        for (side, rows) in &terms_by_side {
+            let mut by_item: HashMap<&str, ItemTerms<'_>> = HashMap::new();
+            for row in rows {
+                by_item
+                    .entry(row.item_id.as_str())
+                    .or_insert_with(|| (row.data_type.as_str(), Vec::new()))
+                    .1
+                    .push((row.field, row.term.as_str()));
+            }
+            for change in changes.iter().filter(|c| c.side == *side && c.live) {
+                match by_item.remove(change.item_id.as_str()) {
+                    Some((data_type, terms)) => {
+                        index.insert(*side, &change.item_id, data_type, terms)
+                    }
+                    // Revoked between the two reads: the next sync sees its tombstone.
+                    None => index.remove(*side, &change.item_id),
+                }
+            }
+        }
+        index.version = index.version.max(newest).max(latest);
+        Ok(changes.len())
+    }
+
+    fn read_index(&self) -> Result<std::sync::RwLockReadGuard<'_, MatchIndex>, DomainError> {
+        self.index
+            .read()
+            .map_err(|_| DomainError::Internal("match index lock poisoned".into()))
     }
 
     /// Published resources matching a published demand, best first.
@@ -313,17 +386,14 @@ impl Matcher {
                 source.what, source.id
             )));
         }
-        let (candidates, total) = self
-            .store
-            .match_candidates(&MatchQuery {
-                side: source.seeks,
-                data_type: source.data_type,
-                terms: &source.terms,
-                exclude_item: None,
-                limit,
-                offset,
-            })
-            .await?;
+        self.sync().await?;
+        let (candidates, total) = self.read_index()?.rank(
+            source.seeks,
+            source.data_type,
+            &source.terms,
+            usize::try_from(limit).unwrap_or(0),
+            usize::try_from(offset).unwrap_or(0),
+        );
         let ids: Vec<String> = candidates.iter().map(|c| c.item_id.clone()).collect();
         let mut items = load(&ids).await?;
         let results = candidates
@@ -339,7 +409,7 @@ impl Matcher {
             })
             .collect();
         Ok(MatchPage {
-            total,
+            total: total as i64,
             limit,
             offset,
             results,

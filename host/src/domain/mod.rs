@@ -7,6 +7,7 @@ pub mod delivery;
 pub mod demand;
 pub mod ledger;
 pub mod license;
+pub mod match_index;
 pub mod matching;
 pub mod money;
 pub mod supply;

@@ -1,6 +1,6 @@
-//! The keyword-matching index: `match_terms` holds the normalised terms of published items.
-
-use std::collections::BTreeSet;
+//! The keyword-matching index on disk: `match_terms` holds the normalised terms of published
+//! items, and `match_state`/`match_items` form the change feed the in-memory index follows
+//! (see `domain::match_index`).
 
 use sqlx::Row;
 use sqlx::any::AnyArguments;
@@ -28,13 +28,45 @@ where
         .map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))
 }
 
-pub(crate) async fn delete_terms(tx: &mut Tx, side: Side, item_id: &str) -> Result<(), StoreError> {
+async fn clear_terms(tx: &mut Tx, side: Side, item_id: &str) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM match_terms WHERE side = $1 AND item_id = $2")
         .bind(side.as_str())
         .bind(item_id)
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Records in the change feed that an item entered (`live`) or left the index. Taking the next
+/// version locks the counter row until commit, so versions are handed out in commit order.
+async fn record_change(
+    tx: &mut Tx,
+    side: Side,
+    item_id: &str,
+    live: bool,
+) -> Result<(), StoreError> {
+    let row =
+        sqlx::query("UPDATE match_state SET version = version + 1 WHERE id = 1 RETURNING version")
+            .fetch_one(&mut **tx)
+            .await?;
+    let version: i64 = row.try_get("version")?;
+    sqlx::query(
+        "INSERT INTO match_items (side, item_id, version, live) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (side, item_id) DO UPDATE SET version = excluded.version, live = excluded.live",
+    )
+    .bind(side.as_str())
+    .bind(item_id)
+    .bind(version)
+    .bind(i64::from(live))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Takes an item out of the index.
+pub(crate) async fn delete_terms(tx: &mut Tx, side: Side, item_id: &str) -> Result<(), StoreError> {
+    clear_terms(tx, side, item_id).await?;
+    record_change(tx, side, item_id, false).await
 }
 
 /// Replaces an item's index entries with `terms`.
@@ -45,7 +77,7 @@ pub(crate) async fn replace_terms(
     data_type: &str,
     terms: &Terms,
 ) -> Result<(), StoreError> {
-    delete_terms(tx, side, item_id).await?;
+    clear_terms(tx, side, item_id).await?;
     let entries: Vec<(TermField, &str)> = terms.entries().collect();
     for chunk in entries.chunks(INSERT_BATCH) {
         let mut sql =
@@ -68,136 +100,104 @@ pub(crate) async fn replace_terms(
             .execute(&mut **tx)
             .await?;
     }
-    Ok(())
+    record_change(tx, side, item_id, true).await
 }
 
-/// One candidate of a match query with its per-field overlap counts.
+/// An item whose index entry changed after some version.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
+pub struct MatchChange {
+    pub side: Side,
     pub item_id: String,
-    pub shared_keywords: i64,
-    pub shared_categories: i64,
-    pub shared_description: i64,
-    pub score: i64,
+    pub version: i64,
+    pub live: bool,
 }
 
-/// What a match query asks: items of `side` with this data type sharing at least one keyword.
-pub struct MatchQuery<'a> {
-    pub side: Side,
-    pub data_type: &'a str,
-    pub terms: &'a Terms,
-    pub exclude_item: Option<&'a str>,
-    pub limit: i64,
-    pub offset: i64,
+/// One indexed term of an item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedTerm {
+    pub item_id: String,
+    pub data_type: String,
+    pub field: TermField,
+    pub term: String,
+}
+
+/// Ids per `IN (…)` list when reading terms of many items.
+const READ_BATCH: usize = 500;
+
+fn side_from(s: &str) -> Result<Side, StoreError> {
+    match s {
+        "resource" => Ok(Side::Resource),
+        "demand" => Ok(Side::Demand),
+        other => Err(StoreError::Corrupt(format!("match side '{other}'"))),
+    }
+}
+
+fn field_from(s: &str) -> Result<TermField, StoreError> {
+    match s {
+        "k" => Ok(TermField::Keyword),
+        "c" => Ok(TermField::Category),
+        "d" => Ok(TermField::Description),
+        other => Err(StoreError::Corrupt(format!("match field '{other}'"))),
+    }
 }
 
 impl Store {
-    /// Ranks the published items sharing a keyword with `q.terms`, best first, one page at a time.
-    /// Returns the page and the total number of matches.
-    pub async fn match_candidates(
-        &self,
-        q: &MatchQuery<'_>,
-    ) -> Result<(Vec<Candidate>, i64), StoreError> {
-        if q.terms.keywords.is_empty() {
-            return Ok((Vec::new(), 0));
-        }
-        let mut args = AnyArguments::default();
-        bind(&mut args, q.side.as_str())?;
-        bind(&mut args, q.data_type.to_owned())?;
-        let mut next = 3;
-        let mut field_filter =
-            |field: TermField, values: &BTreeSet<String>, args: &mut AnyArguments| {
-                if values.is_empty() {
-                    return Ok::<_, StoreError>(None);
-                }
-                let clause = format!(
-                    "(field = '{}' AND term IN ({}))",
-                    field.code(),
-                    placeholders(next, values.len())
-                );
-                next += values.len();
-                for v in values {
-                    bind(args, v.clone())?;
-                }
-                Ok(Some(clause))
-            };
-        let clauses: Vec<String> = [
-            field_filter(TermField::Keyword, &q.terms.keywords, &mut args)?,
-            field_filter(TermField::Category, &q.terms.categories, &mut args)?,
-            field_filter(TermField::Description, &q.terms.description, &mut args)?,
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let exclude = match q.exclude_item {
-            Some(id) => {
-                bind(&mut args, id.to_owned())?;
-                let clause = format!(" AND item_id <> ${next}");
-                next += 1;
-                clause
-            }
-            None => String::new(),
-        };
-        let (k, c, d) = (
-            crate::domain::matching::KEYWORD_WEIGHT,
-            crate::domain::matching::CATEGORY_WEIGHT,
-            crate::domain::matching::DESCRIPTION_WEIGHT,
-        );
-        bind(&mut args, q.limit)?;
-        bind(&mut args, q.offset)?;
-        let sql = format!(
-            "WITH hits AS ( \
-               SELECT item_id, \
-                 SUM(CASE WHEN field = 'k' THEN 1 ELSE 0 END) AS sk, \
-                 SUM(CASE WHEN field = 'c' THEN 1 ELSE 0 END) AS sc, \
-                 SUM(CASE WHEN field = 'd' THEN 1 ELSE 0 END) AS sd \
-               FROM match_terms \
-               WHERE side = $1 AND data_type = $2 AND ({}){exclude} \
-               GROUP BY item_id \
-             ), ranked AS ( \
-               SELECT item_id, sk, sc, sd, ({k} * sk + {c} * sc + {d} * sd) AS score \
-               FROM hits WHERE sk > 0 \
-             ) \
-             SELECT item_id, CAST(sk AS BIGINT) AS sk, CAST(sc AS BIGINT) AS sc, \
-                    CAST(sd AS BIGINT) AS sd, CAST(score AS BIGINT) AS score, \
-                    CAST(COUNT(*) OVER () AS BIGINT) AS total \
-             FROM ranked ORDER BY score DESC, item_id DESC LIMIT ${} OFFSET ${}",
-            clauses.join(" OR "),
-            next,
-            next + 1
-        );
-        let rows = sqlx::query_with(AssertSqlSafe(sql), args)
-            .fetch_all(&self.pool)
+    /// The version of the last committed change to the match index.
+    pub async fn match_version(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT version FROM match_state WHERE id = 1")
+            .fetch_one(&self.pool)
             .await?;
-        let mut total = 0;
-        let mut page = Vec::with_capacity(rows.len());
-        for row in rows {
-            total = row.try_get("total")?;
-            page.push(Candidate {
-                item_id: row.try_get("item_id")?,
-                shared_keywords: row.try_get("sk")?,
-                shared_categories: row.try_get("sc")?,
-                shared_description: row.try_get("sd")?,
-                score: row.try_get("score")?,
-            });
-        }
-        if page.is_empty() && q.offset > 0 {
-            total = self.count_matches(q).await?;
-        }
-        Ok((page, total))
+        Ok(row.try_get("version")?)
     }
 
-    /// The total alone, for a page past the end (where the windowed count has no row to ride on).
-    async fn count_matches(&self, q: &MatchQuery<'_>) -> Result<i64, StoreError> {
-        let page = MatchQuery {
-            side: q.side,
-            data_type: q.data_type,
-            terms: q.terms,
-            exclude_item: q.exclude_item,
-            limit: 1,
-            offset: 0,
-        };
-        let (first, total) = Box::pin(self.match_candidates(&page)).await?;
-        Ok(if first.is_empty() { 0 } else { total })
+    /// Every item whose index entry changed after `version`, in version order.
+    pub async fn match_changes(&self, version: i64) -> Result<Vec<MatchChange>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT side, item_id, version, live FROM match_items WHERE version > $1 \
+             ORDER BY version",
+        )
+        .bind(version)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let live: i64 = row.try_get("live")?;
+                Ok(MatchChange {
+                    side: side_from(&row.try_get::<String, _>("side")?)?,
+                    item_id: row.try_get("item_id")?,
+                    version: row.try_get("version")?,
+                    live: live != 0,
+                })
+            })
+            .collect()
+    }
+
+    /// The indexed terms of these items of one side.
+    pub async fn match_item_terms(
+        &self,
+        side: Side,
+        item_ids: &[String],
+    ) -> Result<Vec<IndexedTerm>, StoreError> {
+        let mut terms = Vec::new();
+        for chunk in item_ids.chunks(READ_BATCH) {
+            let sql = format!(
+                "SELECT item_id, data_type, field, term FROM match_terms \
+                 WHERE side = $1 AND item_id IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(side.as_str());
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                terms.push(IndexedTerm {
+                    item_id: row.try_get("item_id")?,
+                    data_type: row.try_get("data_type")?,
+                    field: field_from(&row.try_get::<String, _>("field")?)?,
+                    term: row.try_get("term")?,
+                });
+            }
+        }
+        Ok(terms)
     }
 }

@@ -172,6 +172,12 @@ impl Resp {
     }
 }
 
+/// Another server of the same deployment (see `TestApp::replica`).
+pub struct Replica {
+    pub addr: SocketAddr,
+    _shutdown: oneshot::Sender<()>,
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
@@ -301,6 +307,46 @@ impl TestApp {
                 .await;
         });
         self.shutdown = Some(tx);
+    }
+
+    /// A second server on the same database, keys and files, as behind a load balancer;
+    /// it stops when the returned handle is dropped.
+    pub async fn replica(&self) -> Replica {
+        let mut config = self.config.clone();
+        config.listen = "127.0.0.1:0".parse().expect("address");
+        config.operator_password = None;
+        let app = App::build(config).await.expect("replica builds");
+        let addr = app.local_addr().expect("bound address");
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = app
+                .serve_until(async move {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Replica {
+            addr,
+            _shutdown: tx,
+        }
+    }
+
+    /// A GET sent to `replica` instead of this app's server.
+    pub async fn get_via(
+        &self,
+        replica: &Replica,
+        path: &str,
+        token: Option<&str>,
+        query: &[(&str, &str)],
+    ) -> Resp {
+        let mut request = self
+            .client
+            .get(format!("http://{}{}", replica.addr, path))
+            .query(query);
+        if let Some(token) = token {
+            request = request.header("X-Auth-Token", token);
+        }
+        self.send(request).await
     }
 
     pub fn url(&self, path: &str) -> String {
