@@ -1,0 +1,19 @@
+//! The `flat-fee` billing rule; the logic and its documentation are in
+//! [`liutong_plugin_sdk::rules::flat_fee`].
+
+use liutong_plugin_sdk::billing::{BillingError, Charge, Guest, Trade, Usage};
+use liutong_plugin_sdk::rules::flat_fee;
+
+struct Rule;
+
+impl Guest for Rule {
+    fn charge_trade(trade: Trade) -> Result<Charge, BillingError> {
+        flat_fee::charge_trade(&trade)
+    }
+
+    fn charge_usage(usage: Usage) -> Result<Charge, BillingError> {
+        flat_fee::charge_usage(&usage)
+    }
+}
+
+liutong_plugin_sdk::export_billing!(Rule);
