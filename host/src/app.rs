@@ -18,6 +18,9 @@ use crate::domain::ledger::Ledger;
 use crate::domain::matching::Matcher;
 use crate::domain::supply::Supply;
 use crate::domain::trading::{Trading, TradingConfig};
+use crate::metrics::Metrics;
+use crate::plugins::PluginHost;
+use crate::plugins::billing::PluginBilling;
 use crate::schema::Schemas;
 use crate::storage::Storage;
 use crate::storage::fetch::Fetcher;
@@ -67,9 +70,26 @@ impl App {
         {
             tracing::info!("created the bootstrap operator account 'operator'");
         }
-        let billing: Arc<dyn Billing> = Arc::new(FlatBilling {
-            fee_bps: config.platform_fee_bps,
-        });
+        let metrics = Arc::new(Metrics::default());
+        let plugins = PluginHost::new(&config, store.clone(), Arc::clone(&metrics))?;
+        tracing::info!(
+            pooling = plugins.runtime().pooling(),
+            trust_dir = %config.plugins.trust_dir.display(),
+            "plugin runtime ready"
+        );
+        plugins.preinstall(&config.plugins).await?;
+        let registry = plugins.refresh(true).await?;
+        tracing::info!(
+            plugins = registry.plugins.len(),
+            defaults = ?registry.defaults,
+            "plugins loaded"
+        );
+        let billing: Arc<dyn Billing> = Arc::new(PluginBilling::new(
+            plugins.clone(),
+            FlatBilling {
+                fee_bps: config.platform_fee_bps,
+            },
+        ));
         let trading = Trading::new(
             store.clone(),
             Arc::clone(&keys),
@@ -109,6 +129,8 @@ impl App {
             matcher,
             keys,
             billing,
+            plugins,
+            metrics,
             ledger: Ledger::new(store.clone()),
             trading,
             delivery,

@@ -1,6 +1,7 @@
 //! Runtime configuration: defaults, overlaid by an optional TOML file, overlaid by environment
 //! variables and command-line flags (clap resolves those two, flags first).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,6 +46,64 @@ pub struct Config {
     pub platform_fee_bps: u32,
     /// Whether delivery may fetch an http(s) `resource_url` when no file was uploaded.
     pub fetch_resource_urls: bool,
+    /// WebAssembly plugins: trust, limits, grants, packages installed at start.
+    pub plugins: PluginsConfig,
+    /// Whether `GET /metrics` (Prometheus text format, no token) is served.
+    pub metrics: bool,
+}
+
+/// Where plugins live and what they may do. The `[plugins]` table of the TOML file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Directory of trusted publisher keys (`*.pub`, as `liutong plugin keygen` writes them);
+    /// packages signed by any other key are refused.
+    pub trust_dir: PathBuf,
+    /// Where compiled components are cached, keyed by component hash and engine.
+    pub cache_dir: PathBuf,
+    /// Package files (`*.ltpkg`), or directories of them, installed at start unless that
+    /// plugin version is installed already.
+    pub preinstall: Vec<PathBuf>,
+    /// Default plugin per kind (`billing = "flat-fee"`), set at start when none is chosen yet.
+    pub defaults: BTreeMap<String, String>,
+    /// Operator maximums every plugin's own limits are capped by.
+    pub max_fuel: u64,
+    pub max_memory_mb: u64,
+    pub max_timeout_ms: u64,
+    /// What each plugin (by id) may reach: `[plugins.grants.openai-chat] http = ["api.openai.com:443"]`,
+    /// `secrets = ["api-key"]`. A plugin without an entry gets no network and no secrets.
+    pub grants: BTreeMap<String, PluginGrant>,
+    /// Secret values by name, read from environment variables: `api-key = "OPENAI_API_KEY"`.
+    pub secret_env: BTreeMap<String, String>,
+}
+
+/// The operator's grant to one plugin.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginGrant {
+    /// `host[:port|:*]` patterns; a request must match these and the manifest's.
+    pub http: Vec<String>,
+    /// Names of secrets (from `secret_env`) the plugin may receive.
+    pub secrets: Vec<String>,
+}
+
+pub const DEFAULT_TRUST_DIR: &str = "./data/trusted-publishers";
+pub const DEFAULT_PLUGIN_CACHE_DIR: &str = "./data/plugin-cache";
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            trust_dir: PathBuf::from(DEFAULT_TRUST_DIR),
+            cache_dir: PathBuf::from(DEFAULT_PLUGIN_CACHE_DIR),
+            preinstall: Vec::new(),
+            defaults: BTreeMap::new(),
+            max_fuel: 1_000_000_000,
+            max_memory_mb: 256,
+            max_timeout_ms: 120_000,
+            grants: BTreeMap::new(),
+            secret_env: BTreeMap::new(),
+        }
+    }
 }
 
 /// Where delivered files are stored: a local directory, or an S3-compatible bucket.
@@ -112,6 +171,8 @@ impl Default for Config {
             max_json_delivery: 16 * 1024 * 1024,
             platform_fee_bps: 0,
             fetch_resource_urls: true,
+            plugins: PluginsConfig::default(),
+            metrics: true,
         }
     }
 }
@@ -134,6 +195,8 @@ pub struct FileConfig {
     pub max_json_delivery: Option<u64>,
     pub platform_fee_bps: Option<u32>,
     pub fetch_resource_urls: Option<bool>,
+    pub plugins: Option<PluginsConfig>,
+    pub metrics: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +271,12 @@ impl FileConfig {
         if let Some(v) = self.fetch_resource_urls {
             config.fetch_resource_urls = v;
         }
+        if let Some(v) = self.plugins {
+            config.plugins = v;
+        }
+        if let Some(v) = self.metrics {
+            config.metrics = v;
+        }
     }
 }
 
@@ -260,6 +329,33 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "currency must be an upper-case currency code such as CNY".into(),
             ));
+        }
+        let p = &self.plugins;
+        if p.max_fuel == 0 || p.max_memory_mb == 0 || p.max_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "plugins.max_fuel, max_memory_mb and max_timeout_ms must be positive".into(),
+            ));
+        }
+        if p.max_memory_mb > 4096 {
+            return Err(ConfigError::Invalid(
+                "plugins.max_memory_mb must be at most 4096 (a 32-bit wasm memory)".into(),
+            ));
+        }
+        for kind in p.defaults.keys() {
+            if !["billing", "policy", "adapter"].contains(&kind.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "plugins.defaults: unknown plugin kind '{kind}' (billing, policy or adapter)"
+                )));
+            }
+        }
+        for (id, grant) in &p.grants {
+            for name in &grant.secrets {
+                if !p.secret_env.contains_key(name) {
+                    return Err(ConfigError::Invalid(format!(
+                        "plugins.grants.{id}: secret '{name}' is not defined in plugins.secret_env"
+                    )));
+                }
+            }
         }
         if let Some(s3) = &self.storage.s3
             && s3.bucket.trim().is_empty()

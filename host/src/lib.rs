@@ -8,6 +8,8 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod metrics;
+pub mod plugins;
 pub mod schema;
 pub mod storage;
 pub mod store;

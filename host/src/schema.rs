@@ -45,6 +45,12 @@ pub const FILES: &[(&str, &str)] = embed![
     "account.deliveryKey.json",
     "data.deliveryKey.json",
     "data.ref.json",
+    "admin.plugins.ref.json",
+    "admin.plugins.activate.json",
+    "admin.plugins.default.json",
+    "admin.plugins.call.json",
+    "admin.billingRule.json",
+    "admin.pluginCalls.json",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,7 @@ mod docs;
 mod envelope;
 mod ledger;
 mod matching;
+mod plugins;
 mod s3;
 mod supply;
 mod trading;

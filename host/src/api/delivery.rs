@@ -37,9 +37,9 @@ request_schemas! {
 pub const DELIVERY_PROOF_HEADER: &str = "x-delivery-proof";
 pub const DELIVERY_ID_HEADER: &str = "x-delivery-id";
 pub const CONTENT_SHA256_HEADER: &str = "x-content-sha256";
-const OCTET_STREAM: &str = "application/octet-stream";
+pub const OCTET_STREAM: &str = "application/octet-stream";
 
-fn media_essence(value: &str) -> String {
+pub fn media_essence(value: &str) -> String {
     value
         .split(';')
         .next()

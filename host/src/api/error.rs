@@ -23,6 +23,7 @@ pub enum ErrorCode {
     PayloadTooLarge,
     UnsupportedMediaType,
     Internal,
+    PluginFailed,
     ServiceUnavailable,
 }
 
@@ -39,6 +40,7 @@ impl ErrorCode {
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::Internal,
+        ErrorCode::PluginFailed,
         ErrorCode::ServiceUnavailable,
     ];
 
@@ -55,6 +57,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::PluginFailed => "PLUGIN_FAILED",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
         }
     }
@@ -71,6 +74,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::PluginFailed => StatusCode::BAD_GATEWAY,
             ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -144,6 +148,10 @@ impl From<DomainError> for ApiError {
             DomainError::InvalidState(m) => ApiError::new(ErrorCode::InvalidState, m),
             DomainError::TooLarge(m) => ApiError::new(ErrorCode::PayloadTooLarge, m),
             DomainError::Unavailable(m) => ApiError::new(ErrorCode::ServiceUnavailable, m),
+            DomainError::PluginFailed(m) => {
+                tracing::warn!(error = %m, "plugin call failed");
+                ApiError::new(ErrorCode::PluginFailed, m)
+            }
             DomainError::Store(StoreError::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,
             )) => {

@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod matching;
 pub mod openapi;
 pub mod ops;
+pub mod plugins;
 pub mod supply;
 pub mod trading;
 
@@ -37,6 +38,8 @@ use crate::domain::ledger::Ledger;
 use crate::domain::matching::Matcher;
 use crate::domain::supply::Supply;
 use crate::domain::trading::Trading;
+use crate::metrics::Metrics;
+use crate::plugins::PluginHost;
 use crate::schema::Schemas;
 use crate::store::Store;
 use error::{ApiError, ErrorCode};
@@ -57,6 +60,8 @@ pub struct AppState {
     pub keys: Arc<KeyRing>,
     /// The one seam every charge goes through (native flat billing, or a plugin).
     pub billing: Arc<dyn Billing>,
+    pub plugins: PluginHost,
+    pub metrics: Arc<Metrics>,
     pub ledger: Ledger,
     pub trading: Trading,
     pub delivery: Delivery,
@@ -75,6 +80,8 @@ pub enum Input {
     },
     /// Query parameters and a raw `application/octet-stream` body.
     QueryAndBinary(&'static str),
+    /// A raw `application/octet-stream` body.
+    Binary,
 }
 
 /// The documentation of one endpoint.
@@ -107,6 +114,7 @@ pub fn catalog() -> Vec<Route> {
     routes.extend(delivery::routes());
     routes.extend(ledger::routes());
     routes.extend(keys::routes());
+    routes.extend(plugins::routes());
     routes
 }
 

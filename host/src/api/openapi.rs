@@ -137,6 +137,17 @@ pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
                 op.insert("parameters".to_owned(), query_params(query));
                 op.insert("requestBody".to_owned(), json_body(body));
             }
+            Input::Binary => {
+                op.insert(
+                    "requestBody".to_owned(),
+                    json!({
+                        "required": true,
+                        "content": {"application/octet-stream": {"schema": {
+                            "type": "string", "contentMediaType": "application/octet-stream"
+                        }}}
+                    }),
+                );
+            }
             Input::QueryAndBinary(query) => {
                 op.insert("parameters".to_owned(), query_params(query));
                 op.insert(

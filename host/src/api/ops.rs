@@ -29,6 +29,27 @@ async fn readyz(State(app): State<AppState>) -> ApiResult<Value> {
     }
 }
 
+/// Prometheus text exposition (no envelope: scrapers read this format). Off when
+/// `metrics = false`.
+async fn metrics(State(app): State<AppState>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    if !app.config.metrics {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "metrics are turned off (metrics = false)",
+        ));
+    }
+    let text = app.metrics.render().map_err(|e| ApiError::internal(&e))?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
 pub fn routes() -> Vec<Route> {
     let doc = |path, summary| RouteDoc {
         method: Method::GET,
@@ -47,6 +68,13 @@ pub fn routes() -> Vec<Route> {
         Route {
             doc: doc("/readyz", "Readiness: the database is reachable"),
             handler: get(readyz),
+        },
+        Route {
+            doc: doc(
+                "/metrics",
+                "Prometheus metrics (text format, no envelope): plugin call counters and latency",
+            ),
+            handler: get(metrics),
         },
     ]
 }

@@ -6,6 +6,9 @@
 //! is integer minor units, and `Charge::check` refuses an inconsistent answer before any money
 //! moves, whoever computed it.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use serde::Serialize;
 
 use super::money::MAX_PRICE_MAJOR;
@@ -15,6 +18,8 @@ use super::money::MINOR_PER_MAJOR;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChargeRequest<'a> {
     pub confirm_id: &'a str,
+    /// The resource's internal id (the key of per-publication billing rules).
+    pub resource_id: &'a str,
     pub registration_id: &'a str,
     pub data_id: &'a str,
     /// The buyer's and the seller's usernames.
@@ -23,7 +28,12 @@ pub struct ChargeRequest<'a> {
     pub currency: &'a str,
     /// The price the buyer confirmed (snapshot at confirmation), minor units.
     pub list_price_minor: i64,
+    /// The resource was published free of charge.
+    pub free: bool,
     pub controlled: bool,
+    pub data_type: &'a str,
+    /// Settlement time, Unix milliseconds: rules have no clock of their own.
+    pub at_ms: i64,
 }
 
 /// One line of the bill.
@@ -53,7 +63,20 @@ pub enum BillingError {
     Failed { rule: String, message: String },
     #[error("billing rule '{rule}' returned an inconsistent charge: {message}")]
     Inconsistent { rule: String, message: String },
+    /// The rule chosen for this publication cannot run now (disabled, not loaded).
+    #[error("billing rule '{rule}' is unavailable: {message}")]
+    Unavailable { rule: String, message: String },
 }
+
+/// A charge and the rule that computed it (`native-flat`, or `plugin flat-fee@0.1.0`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Billed {
+    pub charge: Charge,
+    pub rule: String,
+}
+
+pub type BillingFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Billed, BillingError>> + Send + 'a>>;
 
 /// The largest single charge: the largest price.
 pub const MAX_CHARGE_MINOR: i64 = MAX_PRICE_MAJOR * MINOR_PER_MAJOR;
@@ -101,11 +124,10 @@ impl Charge {
     }
 }
 
-/// A billing rule. Implementations must be pure: the same request gives the same charge.
+/// Where settlement gets its charges from. Rules must be pure: the same request gives the same
+/// charge. Implementations check the charge (`Charge::check`) before returning it.
 pub trait Billing: Send + Sync + 'static {
-    /// A name for logs and errors.
-    fn name(&self) -> &str;
-    fn charge(&self, request: &ChargeRequest<'_>) -> Result<Charge, BillingError>;
+    fn charge<'a>(&'a self, request: &'a ChargeRequest<'a>) -> BillingFuture<'a>;
 }
 
 /// The native rule: the buyer pays the confirmed price; the platform keeps `fee_bps` basis
@@ -115,12 +137,10 @@ pub struct FlatBilling {
     pub fee_bps: u32,
 }
 
-impl Billing for FlatBilling {
-    fn name(&self) -> &str {
-        "native-flat"
-    }
+impl FlatBilling {
+    pub const NAME: &'static str = "native-flat";
 
-    fn charge(&self, request: &ChargeRequest<'_>) -> Result<Charge, BillingError> {
+    pub fn compute(&self, request: &ChargeRequest<'_>) -> Result<Charge, BillingError> {
         let amount = request.list_price_minor;
         // i128: price (≤ 1e14) × 10_000 does not fit comfortably in i64 headroom checks.
         let fee = (i128::from(amount) * i128::from(self.fee_bps) / 10_000) as i64;
@@ -139,6 +159,19 @@ impl Billing for FlatBilling {
     }
 }
 
+impl Billing for FlatBilling {
+    fn charge<'a>(&'a self, request: &'a ChargeRequest<'a>) -> BillingFuture<'a> {
+        Box::pin(async move {
+            let charge = self.compute(request)?;
+            charge.check(Self::NAME)?;
+            Ok(Billed {
+                charge,
+                rule: Self::NAME.to_owned(),
+            })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,20 +179,24 @@ mod tests {
     fn request(price: i64) -> ChargeRequest<'static> {
         ChargeRequest {
             confirm_id: "cfm_1",
+            resource_id: "res_1",
             registration_id: "reg_1",
             data_id: "d",
             buyer: "carol",
             seller: "alice",
             currency: "CNY",
             list_price_minor: price,
+            free: price == 0,
             controlled: false,
+            data_type: "dataset",
+            at_ms: 0,
         }
     }
 
     #[test]
     fn flat_billing_splits_exactly() {
         let zero = FlatBilling { fee_bps: 0 };
-        let c = zero.charge(&request(1999)).expect("charge");
+        let c = zero.compute(&request(1999)).expect("charge");
         assert_eq!(
             (c.amount_minor, c.platform_fee_minor, c.provider_share_minor),
             (1999, 0, 1999)
@@ -167,12 +204,12 @@ mod tests {
         assert!(c.check("t").is_ok());
 
         let fee = FlatBilling { fee_bps: 250 };
-        let c = fee.charge(&request(1999)).expect("charge");
+        let c = fee.compute(&request(1999)).expect("charge");
         // 2.5 % of 19.99 = 0.49975 → 0.49 (rounded down), seller 19.50.
         assert_eq!((c.platform_fee_minor, c.provider_share_minor), (49, 1950));
         assert!(c.check("t").is_ok());
 
-        let free = zero.charge(&request(0)).expect("charge");
+        let free = zero.compute(&request(0)).expect("charge");
         assert_eq!(free.amount_minor, 0);
         assert!(free.check("t").is_ok());
     }
@@ -180,7 +217,7 @@ mod tests {
     #[test]
     fn inconsistent_charges_are_refused() {
         let base = FlatBilling { fee_bps: 0 }
-            .charge(&request(100))
+            .compute(&request(100))
             .expect("charge");
         let mut split = base.clone();
         split.provider_share_minor = 99;

@@ -49,6 +49,11 @@ pub enum DomainError {
     /// Something outside liutong it depends on (a provider's resource_url) failed; retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// A plugin this request needed failed (trap, timeout, fuel, memory, a malformed or
+    /// inconsistent answer); the message names the plugin and what happened, and nothing was
+    /// changed.
+    #[error("{0}")]
+    PluginFailed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
-use super::billing::{Billing, ChargeRequest};
+use super::billing::{Billed, Billing, BillingError, ChargeRequest};
 use super::ledger::{AccountKind, FEES_ACCOUNT, LedgerTransaction, Posting, TransactionKind};
 use super::license::{self, LicenseTerms};
 use super::money::{format_minor, minor_to_price};
@@ -449,20 +449,29 @@ impl Trading {
             Some(self.private_key_for(&c, &resource).await?)
         };
 
-        let charge = self
-            .billing
-            .charge(&ChargeRequest {
-                confirm_id: &c.id,
-                registration_id: &c.registration_id,
-                data_id: &c.data_id,
-                buyer: &c.buyer_name,
-                seller: &c.seller_name,
-                currency: &self.config.currency,
-                list_price_minor: c.price_minor,
-                controlled: c.controlled,
-            })
-            .and_then(|charge| charge.check(self.billing.name()).map(|()| charge))
-            .map_err(|e| DomainError::Internal(e.to_string()))?;
+        let request = ChargeRequest {
+            confirm_id: &c.id,
+            resource_id: &c.resource_id,
+            registration_id: &c.registration_id,
+            data_id: &c.data_id,
+            buyer: &c.buyer_name,
+            seller: &c.seller_name,
+            currency: &self.config.currency,
+            list_price_minor: c.price_minor,
+            free: c.price_minor == 0,
+            controlled: c.controlled,
+            data_type: &resource.data_type,
+            at_ms: now,
+        };
+        let Billed {
+            charge,
+            rule: billing_rule,
+        } = self.billing.charge(&request).await.map_err(|e| match e {
+            BillingError::Unavailable { .. } => DomainError::Unavailable(e.to_string()),
+            BillingError::Failed { .. } | BillingError::Inconsistent { .. } => {
+                DomainError::PluginFailed(e.to_string())
+            }
+        })?;
 
         let mut postings = vec![
             Posting {
@@ -506,7 +515,7 @@ impl Trading {
             "providerShareMinor": charge.provider_share_minor,
             "currency": self.config.currency,
             "lineItems": charge.line_items,
-            "billing": self.billing.name(),
+            "billing": billing_rule,
             "ledgerTransaction": ledger.id,
             "settledAt": to_rfc3339(settled_at),
         });

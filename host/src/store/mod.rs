@@ -7,6 +7,7 @@ pub mod delivery;
 pub mod demands;
 pub mod ledger;
 pub mod matching;
+pub mod plugins;
 pub mod resources;
 pub mod trading;
 

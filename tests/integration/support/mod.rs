@@ -2,6 +2,7 @@
 //! PostgreSQL, and an HTTP client that checks the standard's envelope on every response.
 
 pub mod fixtures;
+pub mod plugins;
 pub mod trade;
 
 use std::net::SocketAddr;
@@ -172,6 +173,17 @@ impl Resp {
     }
 }
 
+/// Plugins of a test app: the test publisher trusted, the shared compiled-code cache.
+pub fn test_plugins_config(dir: &std::path::Path) -> liutong::config::PluginsConfig {
+    let trust_dir = dir.join("trusted-publishers");
+    plugins::trust_test_publisher(&trust_dir);
+    liutong::config::PluginsConfig {
+        trust_dir,
+        cache_dir: plugins::shared_cache_dir(),
+        ..liutong::config::PluginsConfig::default()
+    }
+}
+
 /// Another server of the same deployment (see `TestApp::replica`).
 pub struct Replica {
     pub addr: SocketAddr,
@@ -213,6 +225,7 @@ impl TestApp {
                 dir: files.path().join("files"),
                 s3: None,
             },
+            plugins: test_plugins_config(files.path()),
             ..Config::default()
         };
         adjust(&mut config);

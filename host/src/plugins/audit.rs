@@ -1,0 +1,75 @@
+//! The audit trail of plugin calls. Calls are recorded off the request path: a bounded
+//! channel feeds one writer task that appends them in batches, so a settlement never waits for
+//! its audit row. `flush` lets a reader (the operator's query) see everything recorded so far.
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::Store;
+use crate::store::plugins::PluginCallRow;
+
+/// Calls waiting to be written; beyond this the newest are dropped (and counted) rather than
+/// slowing the calls down.
+const QUEUE: usize = 10_000;
+const BATCH: usize = 512;
+
+enum Message {
+    Call(Box<PluginCallRow>),
+    Flush(oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub struct AuditSink {
+    tx: mpsc::Sender<Message>,
+}
+
+impl AuditSink {
+    /// Starts the writer task on the current tokio runtime.
+    pub fn start(store: Store) -> AuditSink {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(write_batches(store, rx));
+        AuditSink { tx }
+    }
+
+    /// Queues one call; false when the queue is full and the row was dropped.
+    pub fn record(&self, row: PluginCallRow) -> bool {
+        match self.tx.try_send(Message::Call(Box::new(row))) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "plugin audit queue full; a call record was dropped");
+                false
+            }
+        }
+    }
+
+    /// Waits until every call queued before now is written.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Message::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+async fn write_batches(store: Store, mut rx: mpsc::Receiver<Message>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut waiting = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Call(row) => batch.push(*row),
+                Message::Flush(done) => waiting.push(done),
+            }
+            if batch.len() < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if let Err(e) = store.insert_plugin_calls(&batch).await {
+            tracing::error!(error = %e, count = batch.len(), "could not write plugin call records");
+        }
+        batch.clear();
+        for done in waiting.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}

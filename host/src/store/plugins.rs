@@ -1,0 +1,440 @@
+//! Installed plugin packages, active versions, defaults, per-publication billing rules and the
+//! audit trail of plugin calls. Every change bumps `plugin_state.generation` in the same
+//! transaction, so that each server notices it and reloads its registry.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Constraint, Store, StoreError, Tx};
+
+pub const PLUGIN_VERSIONS_PKEY: Constraint = Constraint {
+    name: "plugin_versions_pkey",
+    sqlite_columns: "plugin_versions.plugin_id, plugin_versions.version",
+};
+pub const PLUGINS_ACTIVE_VERSION_FKEY: Constraint = Constraint {
+    name: "plugins_active_version_fkey",
+    sqlite_columns: "",
+};
+pub const PLUGIN_DEFAULTS_PLUGIN_FKEY: Constraint = Constraint {
+    name: "plugin_defaults_plugin_fkey",
+    sqlite_columns: "",
+};
+pub const RESOURCE_BILLING_RESOURCE_FKEY: Constraint = Constraint {
+    name: "resource_billing_resource_fkey",
+    sqlite_columns: "",
+};
+
+/// One installed version, without its package bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginVersionRow {
+    pub plugin_id: String,
+    pub version: String,
+    pub kind: String,
+    pub wit_version: String,
+    pub component_sha256: String,
+    pub publisher: String,
+    pub key_id: String,
+    pub description: String,
+    pub manifest: String,
+    pub installed_by: String,
+    pub installed_at: i64,
+}
+
+/// A plugin id: its kind, active version and whether it serves calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginRow {
+    pub plugin_id: String,
+    pub kind: String,
+    pub active_version: String,
+    pub enabled: bool,
+    pub updated_at: i64,
+}
+
+/// The billing rule chosen for one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceBillingRow {
+    pub resource_id: String,
+    pub plugin_id: String,
+    /// JSON object text.
+    pub config: String,
+}
+
+/// One plugin call, as audited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginCallRow {
+    pub id: String,
+    pub at: i64,
+    pub plugin_id: String,
+    pub version: String,
+    pub component_sha256: String,
+    pub kind: String,
+    pub operation: String,
+    pub caller: String,
+    pub subject: String,
+    pub input_sha256: String,
+    /// `ok`, `rejected` or `failed`.
+    pub outcome: String,
+    pub error: Option<String>,
+    pub fuel_used: Option<i64>,
+    pub duration_us: i64,
+}
+
+/// Which audited calls to list.
+#[derive(Debug, Clone, Default)]
+pub struct PluginCallFilter {
+    pub plugin_id: Option<String>,
+    pub outcome: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+const VERSION_COLUMNS: &str = "plugin_id, version, kind, wit_version, component_sha256, \
+     publisher, key_id, description, manifest, installed_by, installed_at";
+
+fn version_row(r: &AnyRow) -> Result<PluginVersionRow, StoreError> {
+    Ok(PluginVersionRow {
+        plugin_id: r.try_get("plugin_id")?,
+        version: r.try_get("version")?,
+        kind: r.try_get("kind")?,
+        wit_version: r.try_get("wit_version")?,
+        component_sha256: r.try_get("component_sha256")?,
+        publisher: r.try_get("publisher")?,
+        key_id: r.try_get("key_id")?,
+        description: r.try_get("description")?,
+        manifest: r.try_get("manifest")?,
+        installed_by: r.try_get("installed_by")?,
+        installed_at: r.try_get("installed_at")?,
+    })
+}
+
+fn plugin_row(r: &AnyRow) -> Result<PluginRow, StoreError> {
+    let enabled: i64 = r.try_get("enabled")?;
+    Ok(PluginRow {
+        plugin_id: r.try_get("plugin_id")?,
+        kind: r.try_get("kind")?,
+        active_version: r.try_get("active_version")?,
+        enabled: enabled != 0,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+async fn bump_generation(tx: &mut Tx) -> Result<(), StoreError> {
+    sqlx::query("UPDATE plugin_state SET generation = generation + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// The counter every plugin change bumps.
+    pub async fn plugin_generation(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT generation FROM plugin_state WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("generation")?)
+    }
+
+    pub async fn plugin_version(
+        &self,
+        plugin_id: &str,
+        version: &str,
+    ) -> Result<Option<PluginVersionRow>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERSION_COLUMNS} FROM plugin_versions WHERE plugin_id = $1 AND version = $2"
+        )))
+        .bind(plugin_id)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(version_row).transpose()
+    }
+
+    pub async fn plugin_versions(&self) -> Result<Vec<PluginVersionRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERSION_COLUMNS} FROM plugin_versions ORDER BY plugin_id, installed_at"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(version_row).collect()
+    }
+
+    /// The signed package bytes of one version, exactly as installed.
+    pub async fn plugin_package(
+        &self,
+        plugin_id: &str,
+        version: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT package FROM plugin_versions WHERE plugin_id = $1 AND version = $2",
+        )
+        .bind(plugin_id)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("package")).transpose()?)
+    }
+
+    pub async fn plugins(&self) -> Result<Vec<PluginRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT plugin_id, kind, active_version, enabled, updated_at FROM plugins \
+             ORDER BY plugin_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(plugin_row).collect()
+    }
+
+    pub async fn plugin(&self, plugin_id: &str) -> Result<Option<PluginRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT plugin_id, kind, active_version, enabled, updated_at FROM plugins \
+             WHERE plugin_id = $1",
+        )
+        .bind(plugin_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(plugin_row).transpose()
+    }
+
+    /// (kind, plugin id) of every default.
+    pub async fn plugin_defaults(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT kind, plugin_id FROM plugin_defaults ORDER BY kind")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("kind")?, r.try_get("plugin_id")?)))
+            .collect()
+    }
+
+    /// Stores a new version and makes it the plugin's active one (a new plugin id starts
+    /// enabled). Fails with `Unique(PLUGIN_VERSIONS_PKEY)` when that version exists.
+    pub async fn install_plugin_version(
+        &self,
+        row: &PluginVersionRow,
+        package: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO plugin_versions ({VERSION_COLUMNS}, package) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        )))
+        .bind(&row.plugin_id)
+        .bind(&row.version)
+        .bind(&row.kind)
+        .bind(&row.wit_version)
+        .bind(&row.component_sha256)
+        .bind(&row.publisher)
+        .bind(&row.key_id)
+        .bind(&row.description)
+        .bind(&row.manifest)
+        .bind(&row.installed_by)
+        .bind(row.installed_at)
+        .bind(package)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::classify(e, &[PLUGIN_VERSIONS_PKEY]))?;
+        sqlx::query(
+            "INSERT INTO plugins (plugin_id, kind, active_version, enabled, updated_at) \
+             VALUES ($1, $2, $3, 1, $4) \
+             ON CONFLICT (plugin_id) DO UPDATE \
+               SET active_version = excluded.active_version, updated_at = excluded.updated_at",
+        )
+        .bind(&row.plugin_id)
+        .bind(&row.kind)
+        .bind(&row.version)
+        .bind(row.installed_at)
+        .execute(&mut *tx)
+        .await?;
+        bump_generation(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Returns false when the plugin id is unknown.
+    pub async fn set_plugin_enabled(
+        &self,
+        plugin_id: &str,
+        enabled: bool,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done =
+            sqlx::query("UPDATE plugins SET enabled = $2, updated_at = $3 WHERE plugin_id = $1")
+                .bind(plugin_id)
+                .bind(i64::from(enabled))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0;
+        bump_generation(&mut tx).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// Makes an installed version the active one. Returns false when the plugin id is
+    /// unknown; a version that is not installed violates `PLUGINS_ACTIVE_VERSION_FKEY`.
+    pub async fn activate_plugin_version(
+        &self,
+        plugin_id: &str,
+        version: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE plugins SET active_version = $2, updated_at = $3 WHERE plugin_id = $1",
+        )
+        .bind(plugin_id)
+        .bind(version)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::classify(e, &[PLUGINS_ACTIVE_VERSION_FKEY]))?
+        .rows_affected()
+            > 0;
+        bump_generation(&mut tx).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    pub async fn set_plugin_default(&self, kind: &str, plugin_id: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO plugin_defaults (kind, plugin_id) VALUES ($1, $2) \
+             ON CONFLICT (kind) DO UPDATE SET plugin_id = excluded.plugin_id",
+        )
+        .bind(kind)
+        .bind(plugin_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::classify(e, &[PLUGIN_DEFAULTS_PLUGIN_FKEY]))?;
+        bump_generation(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn set_resource_billing(
+        &self,
+        row: &ResourceBillingRow,
+        updated_by: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO resource_billing (resource_id, plugin_id, config, updated_by, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (resource_id) DO UPDATE \
+               SET plugin_id = excluded.plugin_id, config = excluded.config, \
+                   updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+        )
+        .bind(&row.resource_id)
+        .bind(&row.plugin_id)
+        .bind(&row.config)
+        .bind(updated_by)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::classify(e, &[RESOURCE_BILLING_RESOURCE_FKEY]))?;
+        bump_generation(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn resource_billing_rules(&self) -> Result<Vec<ResourceBillingRow>, StoreError> {
+        let rows = sqlx::query("SELECT resource_id, plugin_id, config FROM resource_billing")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ResourceBillingRow {
+                    resource_id: r.try_get("resource_id")?,
+                    plugin_id: r.try_get("plugin_id")?,
+                    config: r.try_get("config")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Appends audited calls in one transaction.
+    pub async fn insert_plugin_calls(&self, calls: &[PluginCallRow]) -> Result<(), StoreError> {
+        if calls.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for c in calls {
+            sqlx::query(
+                "INSERT INTO plugin_calls (id, at, plugin_id, version, component_sha256, kind, \
+                   operation, caller, subject, input_sha256, outcome, error, fuel_used, \
+                   duration_us) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            )
+            .bind(&c.id)
+            .bind(c.at)
+            .bind(&c.plugin_id)
+            .bind(&c.version)
+            .bind(&c.component_sha256)
+            .bind(&c.kind)
+            .bind(&c.operation)
+            .bind(&c.caller)
+            .bind(&c.subject)
+            .bind(&c.input_sha256)
+            .bind(&c.outcome)
+            .bind(&c.error)
+            .bind(c.fuel_used)
+            .bind(c.duration_us)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Audited calls, newest first, and how many match the filter.
+    pub async fn plugin_calls(
+        &self,
+        filter: &PluginCallFilter,
+    ) -> Result<(Vec<PluginCallRow>, i64), StoreError> {
+        // Both filters are optional: `$1 IS NULL OR …` keeps one statement for every case.
+        let condition = "($1 IS NULL OR plugin_id = $1) AND ($2 IS NULL OR outcome = $2)";
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, at, plugin_id, version, component_sha256, kind, operation, caller, \
+               subject, input_sha256, outcome, error, fuel_used, duration_us \
+             FROM plugin_calls WHERE {condition} ORDER BY at DESC, id DESC LIMIT $3 OFFSET $4"
+        )))
+        .bind(&filter.plugin_id)
+        .bind(&filter.outcome)
+        .bind(filter.limit)
+        .bind(filter.offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) AS n FROM plugin_calls WHERE {condition}"
+        )))
+        .bind(&filter.plugin_id)
+        .bind(&filter.outcome)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        let calls = rows
+            .iter()
+            .map(|r| {
+                Ok(PluginCallRow {
+                    id: r.try_get("id")?,
+                    at: r.try_get("at")?,
+                    plugin_id: r.try_get("plugin_id")?,
+                    version: r.try_get("version")?,
+                    component_sha256: r.try_get("component_sha256")?,
+                    kind: r.try_get("kind")?,
+                    operation: r.try_get("operation")?,
+                    caller: r.try_get("caller")?,
+                    subject: r.try_get("subject")?,
+                    input_sha256: r.try_get("input_sha256")?,
+                    outcome: r.try_get("outcome")?,
+                    error: r.try_get("error")?,
+                    fuel_used: r.try_get("fuel_used")?,
+                    duration_us: r.try_get("duration_us")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((calls, total))
+    }
+}
