@@ -38,6 +38,13 @@ python3 -c 'import moto.server' 2>/dev/null || { echo "installing moto[server]";
 
 step() { printf '\n== %s\n' "$*"; }
 
+step "guest plugins (wasm32-wasip2): build, format, lint, SDK tests"
+# The host's tests load these components; building them once here keeps the tests from racing.
+scripts/build-plugins.sh --locked
+cargo fmt --manifest-path plugins/guests/Cargo.toml --all -- --check
+cargo clippy --manifest-path plugins/guests/Cargo.toml --workspace --target wasm32-wasip2 --locked -- -D warnings
+cargo test --manifest-path plugins/guests/Cargo.toml -p liutong-plugin-sdk --locked
+
 step "format"
 cargo fmt --all -- --check
 step "lint"
