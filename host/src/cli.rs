@@ -1,5 +1,7 @@
 //! The `liutong` command line.
 
+mod plugin;
+
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,7 +28,8 @@ use crate::store::Store;
 pub struct Cli {
     /// TOML configuration file (keys: listen, database_url, max_json_body, token_ttl_secs,
     /// max_db_connections, currency, keys_dir, storage_dir, [s3], confirmation_ttl_secs,
-    /// license_term_secs, max_json_delivery, platform_fee_bps, fetch_resource_urls).
+    /// license_term_secs, max_json_delivery, platform_fee_bps, fetch_resource_urls, metrics,
+    /// [plugins]).
     #[arg(long, global = true, env = "LIUTONG_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -80,6 +83,11 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Write, build, sign, verify and install WebAssembly plugins (see docs/plugins.md).
+    Plugin {
+        #[command(subcommand)]
+        command: plugin::PluginCommand,
     },
 }
 
@@ -234,6 +242,7 @@ impl Cli {
                 println!("escrow recipient {}", ring.escrow_recipient());
                 Ok(())
             }
+            Command::Plugin { command } => plugin::run(command, &config).await,
         }
     }
 }
@@ -258,7 +267,7 @@ fn apply_database(config: &mut Config, arg: DatabaseArg) {
 }
 
 /// One line from standard input; prompts without echo when it is a terminal.
-fn read_password() -> anyhow::Result<String> {
+pub(crate) fn read_password() -> anyhow::Result<String> {
     let password = if std::io::stdin().is_terminal() {
         rpassword::prompt_password("password: ").context("reading the password")?
     } else {

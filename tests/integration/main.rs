@@ -4,6 +4,7 @@ mod support;
 
 mod accounts;
 mod cli;
+mod cli_plugins;
 mod client;
 mod crash;
 mod delivery;
