@@ -139,11 +139,18 @@ fn resource_kind(request: &ChargeRequest<'_>) -> ResourceKind {
     }
 }
 
+/// The plugin's own error, prefixed with its case unless the plugin already said it (the SDK's
+/// helpers do).
 fn plugin_error_text(e: &PluginBillingError) -> String {
-    match e {
-        PluginBillingError::InvalidConfig(m) => format!("invalid config: {m}"),
-        PluginBillingError::InvalidInput(m) => format!("invalid input: {m}"),
-        PluginBillingError::Unsupported(m) => format!("unsupported: {m}"),
+    let (case, message) = match e {
+        PluginBillingError::InvalidConfig(m) => ("invalid config", m),
+        PluginBillingError::InvalidInput(m) => ("invalid input", m),
+        PluginBillingError::Unsupported(m) => ("unsupported", m),
+    };
+    if message.starts_with(case) {
+        message.clone()
+    } else {
+        format!("{case}: {message}")
     }
 }
 

@@ -142,7 +142,8 @@ struct RawLimits {
     timeout_ms: Option<u64>,
 }
 
-fn valid_id(id: &str) -> bool {
+/// The plugin id rule: `^[a-z][a-z0-9-]{0,63}$`.
+pub fn valid_id(id: &str) -> bool {
     let b = id.as_bytes();
     !b.is_empty()
         && b.len() <= 64
