@@ -265,7 +265,9 @@ impl Market {
         .await;
         let identity = age::x25519::Identity::generate();
         let recipient = identity.to_public().to_string();
-        let keys = api.send(api.client.get(format!("{}/v1/keys", api.base))).await;
+        let keys = api
+            .send(api.client.get(format!("{}/v1/keys", api.base)))
+            .await;
         let escrow = keys["escrowRecipient"].as_str().expect("escrow").to_owned();
         let identity_file = format!(
             "# public key: {recipient}\n{}\n",
@@ -474,7 +476,8 @@ async fn main() {
     println!("|---|---|---|---|");
     row("flat-fee plugin (default rule)", &mut with_lat);
     row("native flat rule", &mut native_settle);
-    let p50_gap = with_lat.percentile(50.0).as_secs_f64() / native_settle.percentile(50.0).as_secs_f64()
+    let p50_gap = with_lat.percentile(50.0).as_secs_f64()
+        / native_settle.percentile(50.0).as_secs_f64()
         - 1.0;
     println!("\np50 difference: {:+.1} %", p50_gap * 100.0);
     println!("load average at end: {}", load_average());
