@@ -123,6 +123,8 @@ pub struct IndexedTerm {
 
 /// Ids per `IN (…)` list when reading terms of many items.
 const READ_BATCH: usize = 500;
+/// Above this many items, `match_item_terms` reads the side's terms in one pass.
+const FULL_SCAN_ITEMS: usize = 5_000;
 
 fn side_from(s: &str) -> Result<Side, StoreError> {
     match s {
@@ -179,6 +181,32 @@ impl Store {
         item_ids: &[String],
     ) -> Result<Vec<IndexedTerm>, StoreError> {
         let mut terms = Vec::new();
+        if item_ids.len() > FULL_SCAN_ITEMS {
+            // Loading the index at start (or catching up after a mass import): one pass over
+            // the side's terms beats hundreds of IN-list queries, whose generic plans
+            // PostgreSQL may run as sequential scans each.
+            let wanted: std::collections::HashSet<&str> =
+                item_ids.iter().map(String::as_str).collect();
+            let rows = sqlx::query(
+                "SELECT item_id, data_type, field, term FROM match_terms WHERE side = $1",
+            )
+            .bind(side.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+            for row in rows {
+                let item_id: String = row.try_get("item_id")?;
+                if !wanted.contains(item_id.as_str()) {
+                    continue;
+                }
+                terms.push(IndexedTerm {
+                    item_id,
+                    data_type: row.try_get("data_type")?,
+                    field: field_from(&row.try_get::<String, _>("field")?)?,
+                    term: row.try_get("term")?,
+                });
+            }
+            return Ok(terms);
+        }
         for chunk in item_ids.chunks(READ_BATCH) {
             let sql = format!(
                 "SELECT item_id, data_type, field, term FROM match_terms \
