@@ -11,6 +11,8 @@ use crate::store::plugins::PluginCallRow;
 /// slowing the calls down.
 const QUEUE: usize = 10_000;
 const BATCH: usize = 512;
+/// How long the writer gathers calls before writing them.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(200);
 
 enum Message {
     Call(Box<PluginCallRow>),
@@ -54,14 +56,23 @@ async fn write_batches(store: Store, mut rx: mpsc::Receiver<Message>) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut waiting = Vec::new();
     while let Some(first) = rx.recv().await {
+        // Gather for a moment before writing: one write transaction per interval instead of
+        // one per call keeps the audit from taking SQLite's write turn away from trades. A
+        // flush (an operator reading the trail) writes at once.
+        let deadline = tokio::time::Instant::now() + LINGER;
         let mut next = Some(first);
-        while let Some(message) = next.take() {
-            match message {
-                Message::Call(row) => batch.push(*row),
-                Message::Flush(done) => waiting.push(done),
+        loop {
+            match next.take() {
+                Some(Message::Call(row)) => batch.push(*row),
+                Some(Message::Flush(done)) => waiting.push(done),
+                None => {}
             }
-            if batch.len() < BATCH {
-                next = rx.try_recv().ok();
+            if batch.len() >= BATCH || !waiting.is_empty() {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(message)) => next = Some(message),
+                Ok(None) | Err(_) => break,
             }
         }
         if let Err(e) = store.insert_plugin_calls(&batch).await {
