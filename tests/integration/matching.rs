@@ -376,7 +376,55 @@ async fn servers_sharing_a_database_see_each_others_changes(app: TestApp) {
     assert_eq!(total_on_replica().await, 2);
 }
 
+/// The index loads a few items by id lists and many (at start, after a mass import) in one
+/// pass over a side's terms; both reads must give the same terms.
+async fn both_ways_of_reading_indexed_terms_agree(app: TestApp) {
+    use liutong::domain::matching::Side;
+    let alice = app.user("alice").await;
+    let mut resources = Vec::new();
+    for (i, words) in [&["ct", "lung"][..], &["ＭＲＩ"], &["genome", "ct"]]
+        .iter()
+        .enumerate()
+    {
+        resources.push(
+            app.published_resource(&alice, "alice", &format!("r{i}"), words, 1.0)
+                .await,
+        );
+    }
+    // Internal ids of the chosen items (the store keys terms by them).
+    let mut wanted = Vec::new();
+    for registration_id in &resources[..2] {
+        let r = app
+            .store
+            .resource_by_ref(registration_id, None)
+            .await
+            .expect("read")
+            .expect("resource");
+        wanted.push(r.id);
+    }
+    let sorted = |mut v: Vec<liutong::store::matching::IndexedTerm>| {
+        v.sort_by(|a, b| (&a.item_id, &a.term).cmp(&(&b.item_id, &b.term)));
+        v
+    };
+    let by_ids = sorted(
+        app.store
+            .match_item_terms_by_ids(Side::Resource, &wanted)
+            .await
+            .expect("by ids"),
+    );
+    let by_scan = sorted(
+        app.store
+            .match_item_terms_by_scan(Side::Resource, &wanted)
+            .await
+            .expect("by scan"),
+    );
+    assert!(by_ids.iter().any(|t| t.term == "mri"), "{by_ids:?}");
+    assert!(by_ids.iter().all(|t| wanted.contains(&t.item_id)));
+    assert_eq!(by_ids, by_scan);
+}
+
 on_both_backends!(
+    both_ways_of_reading_indexed_terms_agree,
     servers_sharing_a_database_see_each_others_changes,
     matches_share_type_and_a_normalised_keyword,
     ranking_uses_keywords_categories_and_descriptions,

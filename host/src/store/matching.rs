@@ -121,6 +121,15 @@ pub struct IndexedTerm {
     pub term: String,
 }
 
+fn indexed_term(row: &sqlx::any::AnyRow, item_id: String) -> Result<IndexedTerm, StoreError> {
+    Ok(IndexedTerm {
+        item_id,
+        data_type: row.try_get("data_type")?,
+        field: field_from(&row.try_get::<String, _>("field")?)?,
+        term: row.try_get("term")?,
+    })
+}
+
 /// Ids per `IN (…)` list when reading terms of many items.
 const READ_BATCH: usize = 500;
 /// Above this many items, `match_item_terms` reads the side's terms in one pass.
@@ -174,39 +183,51 @@ impl Store {
             .collect()
     }
 
-    /// The indexed terms of these items of one side.
+    /// The indexed terms of these items of one side: by id lists for a few items, in one pass
+    /// over the side's terms for many (loading the index at start, catching up after a mass
+    /// import), where hundreds of IN-list queries would be slow — PostgreSQL may plan each as a
+    /// sequential scan.
     pub async fn match_item_terms(
         &self,
         side: Side,
         item_ids: &[String],
     ) -> Result<Vec<IndexedTerm>, StoreError> {
-        let mut terms = Vec::new();
         if item_ids.len() > FULL_SCAN_ITEMS {
-            // Loading the index at start (or catching up after a mass import): one pass over
-            // the side's terms beats hundreds of IN-list queries, whose generic plans
-            // PostgreSQL may run as sequential scans each.
-            let wanted: std::collections::HashSet<&str> =
-                item_ids.iter().map(String::as_str).collect();
-            let rows = sqlx::query(
-                "SELECT item_id, data_type, field, term FROM match_terms WHERE side = $1",
-            )
-            .bind(side.as_str())
-            .fetch_all(&self.pool)
-            .await?;
-            for row in rows {
-                let item_id: String = row.try_get("item_id")?;
-                if !wanted.contains(item_id.as_str()) {
-                    continue;
-                }
-                terms.push(IndexedTerm {
-                    item_id,
-                    data_type: row.try_get("data_type")?,
-                    field: field_from(&row.try_get::<String, _>("field")?)?,
-                    term: row.try_get("term")?,
-                });
-            }
-            return Ok(terms);
+            self.match_item_terms_by_scan(side, item_ids).await
+        } else {
+            self.match_item_terms_by_ids(side, item_ids).await
         }
+    }
+
+    /// `match_item_terms` in one pass over the side's terms.
+    pub async fn match_item_terms_by_scan(
+        &self,
+        side: Side,
+        item_ids: &[String],
+    ) -> Result<Vec<IndexedTerm>, StoreError> {
+        let wanted: std::collections::HashSet<&str> = item_ids.iter().map(String::as_str).collect();
+        let rows =
+            sqlx::query("SELECT item_id, data_type, field, term FROM match_terms WHERE side = $1")
+                .bind(side.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        let mut terms = Vec::new();
+        for row in rows {
+            let item_id: String = row.try_get("item_id")?;
+            if wanted.contains(item_id.as_str()) {
+                terms.push(indexed_term(&row, item_id)?);
+            }
+        }
+        Ok(terms)
+    }
+
+    /// `match_item_terms` by `IN (…)` lists of at most `READ_BATCH` ids.
+    pub async fn match_item_terms_by_ids(
+        &self,
+        side: Side,
+        item_ids: &[String],
+    ) -> Result<Vec<IndexedTerm>, StoreError> {
+        let mut terms = Vec::new();
         for chunk in item_ids.chunks(READ_BATCH) {
             let sql = format!(
                 "SELECT item_id, data_type, field, term FROM match_terms \
@@ -218,12 +239,8 @@ impl Store {
                 query = query.bind(id);
             }
             for row in query.fetch_all(&self.pool).await? {
-                terms.push(IndexedTerm {
-                    item_id: row.try_get("item_id")?,
-                    data_type: row.try_get("data_type")?,
-                    field: field_from(&row.try_get::<String, _>("field")?)?,
-                    term: row.try_get("term")?,
-                });
+                let item_id = row.try_get("item_id")?;
+                terms.push(indexed_term(&row, item_id)?);
             }
         }
         Ok(terms)
