@@ -37,7 +37,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 mod common;
-use common::{Latencies, drop_postgres_database, env_u64, load_average, postgres_database};
+use common::{Api, Latencies, drop_postgres_database, env_u64, load_average, postgres_database};
 
 const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
 const POOL_SIZE: u32 = 16;
@@ -253,58 +253,6 @@ async fn hammer(concurrency: usize, seconds: u64, job: Job) -> Latencies {
         samples.extend(t.await.expect("worker"));
     }
     Latencies::new(samples, start.elapsed())
-}
-
-#[derive(Clone)]
-struct Client {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Client {
-    async fn send(&self, req: reqwest::RequestBuilder) -> Value {
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let body: Value = resp.json().await.expect("json");
-        assert!(status.is_success(), "{status}: {body}");
-        body["data"].clone()
-    }
-
-    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Value {
-        let mut req = self.http.post(format!("{}{path}", self.base)).json(&body);
-        if let Some(t) = token {
-            req = req.header("X-Auth-Token", t);
-        }
-        self.send(req).await
-    }
-
-    async fn get(&self, path: &str, token: &str, query: &[(&str, &str)]) -> Value {
-        let req = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .query(query)
-            .header("X-Auth-Token", token);
-        self.send(req).await
-    }
-
-    async fn user(&self, name: &str) -> String {
-        let password = format!("{name}-pass-1");
-        self.post(
-            "/v1/account/register",
-            None,
-            json!({"username": name, "password": password, "phone": "13800138000"}),
-        )
-        .await;
-        self.post(
-            "/v1/account/token",
-            None,
-            json!({"username": name, "password": password}),
-        )
-        .await["token"]
-            .as_str()
-            .expect("token")
-            .to_owned()
-    }
 }
 
 fn register_body(owner: &str, data_id: &str) -> Value {
@@ -543,8 +491,8 @@ struct Figures {
 async fn run_backend(database_url: &str, s: &Settings) -> Figures {
     let dir = tempfile::tempdir().expect("dir");
     let server = start_liutong(database_url.to_owned(), dir.path().to_path_buf());
-    let client = Client {
-        http: reqwest::Client::builder()
+    let client = Api {
+        client: reqwest::Client::builder()
             .pool_max_idle_per_host(s.concurrency * 2)
             .build()
             .expect("client"),
@@ -613,7 +561,7 @@ async fn run_backend(database_url: &str, s: &Settings) -> Figures {
     let bare_server = start_bare(database_url, &ids).await;
     let bare = {
         let (http, base, ids) = (
-            client.http.clone(),
+            client.client.clone(),
             bare_server.base.clone(),
             Arc::clone(&ids),
         );

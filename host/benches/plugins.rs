@@ -20,10 +20,10 @@ use liutong_plugin_runtime::billing::{ResourceKind, Trade};
 use liutong_plugin_runtime::{
     Grants, LoadedPlugin, Package, PoolingMode, PublisherKey, Runtime, RuntimeConfig,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 mod common;
-use common::{env_u64, load_average};
+use common::{Api, env_u64, load_average};
 
 /// Latencies of one run.
 #[derive(Default)]
@@ -169,52 +169,6 @@ async fn server(dir: &Path, trust: &Path, package: Option<&Path>) -> String {
     base
 }
 
-struct Api {
-    client: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    async fn send(&self, req: reqwest::RequestBuilder) -> Value {
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let body: Value = resp.json().await.expect("json");
-        assert!(status.is_success(), "{status}: {body}");
-        body["data"].clone()
-    }
-
-    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Value {
-        let mut req = self.client.post(format!("{}{path}", self.base)).json(&body);
-        if let Some(t) = token {
-            req = req.header("X-Auth-Token", t);
-        }
-        self.send(req).await
-    }
-
-    async fn login(&self, name: &str, password: &str) -> String {
-        self.post(
-            "/v1/account/token",
-            None,
-            json!({"username": name, "password": password}),
-        )
-        .await["token"]
-            .as_str()
-            .expect("token")
-            .to_owned()
-    }
-
-    async fn user(&self, name: &str) -> String {
-        let password = format!("{name}-pass-1");
-        self.post(
-            "/v1/account/register",
-            None,
-            json!({"username": name, "password": password, "phone": "13800138000"}),
-        )
-        .await;
-        self.login(name, &password).await
-    }
-}
-
 /// A market ready to settle: a provider whose resources have a file and a key, a rich buyer.
 struct Market {
     api: Api,
@@ -248,7 +202,7 @@ impl Market {
         };
         let provider = api.user("alice").await;
         let buyer = api.user("carol").await;
-        let operator = api.login("operator", OPERATOR_PASSWORD).await;
+        let operator = api.token("operator", OPERATOR_PASSWORD).await;
         api.post(
             "/v1/admin/accounts/credit",
             Some(&operator),
@@ -256,7 +210,7 @@ impl Market {
         )
         .await;
         let buyer_identity = age::x25519::Identity::generate();
-        api.send(
+        api.call(
             api.client
                 .put(format!("{}/v1/account/deliveryKey", api.base))
                 .header("X-Auth-Token", &buyer)
@@ -266,7 +220,7 @@ impl Market {
         let identity = age::x25519::Identity::generate();
         let recipient = identity.to_public().to_string();
         let keys = api
-            .send(api.client.get(format!("{}/v1/keys", api.base)))
+            .call(api.client.get(format!("{}/v1/keys", api.base)))
             .await;
         let escrow = keys["escrowRecipient"].as_str().expect("escrow").to_owned();
         let identity_file = format!(
@@ -311,7 +265,7 @@ impl Market {
             json!({"owner": "alice", "registrationID": reg, "free": false, "price": 19.99}),
         )
         .await;
-        api.send(
+        api.call(
             api.client
                 .put(format!("{}/v1/data/file", api.base))
                 .query(&[("registrationID", reg.as_str())])
@@ -320,7 +274,7 @@ impl Market {
                 .body(self.ciphertext.clone()),
         )
         .await;
-        api.send(
+        api.call(
             api.client
                 .put(format!("{}/v1/data/deliveryKey", api.base))
                 .query(&[("registrationID", reg.as_str())])

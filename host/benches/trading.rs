@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
-use common::{drop_postgres_database, env_u64, load_average as uptime, postgres_database};
+use common::{Api, drop_postgres_database, env_u64, load_average as uptime, postgres_database};
 
 const OPERATOR_PASSWORD: &str = "bench-operator-1";
 
@@ -102,69 +102,6 @@ impl Server {
 
     fn pid(&self) -> u32 {
         self.child.id().expect("pid")
-    }
-}
-
-#[derive(Clone)]
-struct Api {
-    client: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    async fn call(&self, req: reqwest::RequestBuilder) -> Value {
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let body: Value = resp.json().await.expect("json");
-        assert!(status.is_success(), "{status}: {body}");
-        body["data"].clone()
-    }
-
-    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Value {
-        let mut req = self.client.post(format!("{}{path}", self.base)).json(&body);
-        if let Some(t) = token {
-            req = req.header("X-Auth-Token", t);
-        }
-        self.call(req).await
-    }
-
-    async fn put_json(
-        &self,
-        path: &str,
-        query: &[(&str, &str)],
-        token: &str,
-        body: Value,
-    ) -> Value {
-        let req = self
-            .client
-            .put(format!("{}{path}", self.base))
-            .query(query)
-            .header("X-Auth-Token", token)
-            .json(&body);
-        self.call(req).await
-    }
-
-    async fn user(&self, name: &str) -> String {
-        let password = format!("{name}-pass-1");
-        self.post(
-            "/v1/account/register",
-            None,
-            json!({"username": name, "password": password, "phone": "13800138000"}),
-        )
-        .await;
-        self.token(name, &password).await
-    }
-
-    async fn token(&self, name: &str, password: &str) -> String {
-        self.post(
-            "/v1/account/token",
-            None,
-            json!({"username": name, "password": password}),
-        )
-        .await["token"]
-            .as_str()
-            .expect("token")
-            .to_owned()
     }
 }
 

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use serde_json::{Value, json};
+
 pub fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -86,5 +88,79 @@ impl Latencies {
             .get(((self.sorted.len() as f64 - 1.0) * p).round() as usize)
             .map(|d| d.as_secs_f64() * 1000.0)
             .unwrap_or(0.0)
+    }
+}
+
+/// A client of a liutong server that checks every answer is a success and returns its `data`.
+#[derive(Clone)]
+pub struct Api {
+    pub client: reqwest::Client,
+    pub base: String,
+}
+
+impl Api {
+    pub async fn call(&self, req: reqwest::RequestBuilder) -> Value {
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let body: Value = resp.json().await.expect("json");
+        assert!(status.is_success(), "{status}: {body}");
+        body["data"].clone()
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Value {
+        let mut req = self.client.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(t) = token {
+            req = req.header("X-Auth-Token", t);
+        }
+        self.call(req).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str, query: &[(&str, &str)]) -> Value {
+        let req = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .query(query)
+            .header("X-Auth-Token", token);
+        self.call(req).await
+    }
+
+    pub async fn put_json(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        token: &str,
+        body: Value,
+    ) -> Value {
+        let req = self
+            .client
+            .put(format!("{}{path}", self.base))
+            .query(query)
+            .header("X-Auth-Token", token)
+            .json(&body);
+        self.call(req).await
+    }
+
+    /// Registers `name` (password `<name>-pass-1`) and returns a token.
+    pub async fn user(&self, name: &str) -> String {
+        let password = format!("{name}-pass-1");
+        self.post(
+            "/v1/account/register",
+            None,
+            json!({"username": name, "password": password, "phone": "13800138000"}),
+        )
+        .await;
+        self.token(name, &password).await
+    }
+
+    pub async fn token(&self, name: &str, password: &str) -> String {
+        self.post(
+            "/v1/account/token",
+            None,
+            json!({"username": name, "password": password}),
+        )
+        .await["token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
     }
 }
