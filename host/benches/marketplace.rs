@@ -539,7 +539,10 @@ async fn run_backend(database_url: &str, s: &Settings) -> Figures {
 
     // 2. queryPublishedData on those resources, then the bare ceiling on the same ids.
     let reader = Arc::new(client.user("reader").await);
-    let pick = |n: u64, w: usize, len: usize| (n as usize * 7919 + w * 104_729) % len;
+    // Wrapping: the warm-up passes n near u64::MAX.
+    let pick = |n: u64, w: usize, len: usize| {
+        (n as usize).wrapping_mul(7919).wrapping_add(w * 104_729) % len
+    };
     let query = {
         let (client, ids, reader) = (client.clone(), Arc::clone(&ids), Arc::clone(&reader));
         hammer(
