@@ -227,6 +227,22 @@ pub struct PluginError {
     pub kind: PluginFailure,
 }
 
+/// Instantiates `$pre` in session `$s` and runs one export call on it, under the plugin's
+/// wall-time limit; errors are tagged with the phase they happened in.
+macro_rules! call_in_session {
+    ($self:ident, $pre:ident, $s:ident, |$inst:ident, $store:ident| $call:expr) => {
+        tokio::time::timeout($self.inner.limits.timeout, async {
+            let $inst = $pre
+                .instantiate_async(&mut $s.store)
+                .await
+                .map_err(|e| (Phase::Instantiate, e))?;
+            let $store = &mut $s.store;
+            $call.await.map_err(|e| (Phase::Call, e))
+        })
+        .await
+    };
+}
+
 /// Store data of one call.
 pub(crate) struct CallState {
     limiter: Limiter,
@@ -1048,17 +1064,9 @@ impl LoadedPlugin {
             return Err(self.wrong_kind(PluginKind::Billing));
         };
         let mut s = self.session().await?;
-        let outcome = tokio::time::timeout(self.inner.limits.timeout, async {
-            let inst = pre
-                .instantiate_async(&mut s.store)
-                .await
-                .map_err(|e| (Phase::Instantiate, e))?;
-            inst.liutong_billing_rule()
-                .call_charge_trade(&mut s.store, &trade)
-                .await
-                .map_err(|e| (Phase::Call, e))
-        })
-        .await;
+        let outcome = call_in_session!(self, pre, s, |inst, store| inst
+            .liutong_billing_rule()
+            .call_charge_trade(store, &trade));
         let call = self.finish(s, outcome)?;
         self.check_charge(&call.value)?;
         Ok(call)
@@ -1074,17 +1082,9 @@ impl LoadedPlugin {
             return Err(self.wrong_kind(PluginKind::Billing));
         };
         let mut s = self.session().await?;
-        let outcome = tokio::time::timeout(self.inner.limits.timeout, async {
-            let inst = pre
-                .instantiate_async(&mut s.store)
-                .await
-                .map_err(|e| (Phase::Instantiate, e))?;
-            inst.liutong_billing_rule()
-                .call_charge_usage(&mut s.store, &usage)
-                .await
-                .map_err(|e| (Phase::Call, e))
-        })
-        .await;
+        let outcome = call_in_session!(self, pre, s, |inst, store| inst
+            .liutong_billing_rule()
+            .call_charge_usage(store, &usage));
         let call = self.finish(s, outcome)?;
         self.check_charge(&call.value)?;
         Ok(call)
@@ -1100,17 +1100,9 @@ impl LoadedPlugin {
             return Err(self.wrong_kind(PluginKind::Policy));
         };
         let mut s = self.session().await?;
-        let outcome = tokio::time::timeout(self.inner.limits.timeout, async {
-            let inst = pre
-                .instantiate_async(&mut s.store)
-                .await
-                .map_err(|e| (Phase::Instantiate, e))?;
-            inst.liutong_policy_evaluator()
-                .call_evaluate(&mut s.store, &usage_policy, &request)
-                .await
-                .map_err(|e| (Phase::Call, e))
-        })
-        .await;
+        let outcome = call_in_session!(self, pre, s, |inst, store| inst
+            .liutong_policy_evaluator()
+            .call_evaluate(store, &usage_policy, &request));
         let call = self.finish(s, outcome)?;
         match &call.value {
             Ok(v) => {
@@ -1157,17 +1149,9 @@ impl LoadedPlugin {
 
         let mut s = self.session().await?;
         let refusal = s.refusal.clone();
-        let outcome = tokio::time::timeout(self.inner.limits.timeout, async {
-            let inst = pre
-                .instantiate_async(&mut s.store)
-                .await
-                .map_err(|e| (Phase::Instantiate, e))?;
-            inst.liutong_adapter_invoke()
-                .call_invoke(&mut s.store, &publication, &invocation)
-                .await
-                .map_err(|e| (Phase::Call, e))
-        })
-        .await;
+        let outcome = call_in_session!(self, pre, s, |inst, store| inst
+            .liutong_adapter_invoke()
+            .call_invoke(store, &publication, &invocation));
         let call = self.finish(s, outcome)?;
         if call.value.is_err()
             && let Some(r) = refusal.lock().ok().and_then(|r| r.clone())
