@@ -3,11 +3,8 @@
 
 use liutong_plugin_sdk::adapter::{AdapterError, Guest, Invocation, Outcome, Publication, Usage};
 use liutong_plugin_sdk::http::{self, Request};
-use liutong_plugin_sdk::openai::{excerpt, is_header_safe};
+use liutong_plugin_sdk::openai::is_header_safe;
 use serde::Deserialize;
-use std::time::Instant;
-
-const EXCERPT_BYTES: usize = 512;
 
 fn default_timeout() -> u64 {
     30_000
@@ -59,22 +56,7 @@ impl Guest for HttpJson {
             request = request.header("x-request-id", &invocation.request_id);
         }
 
-        let started = Instant::now();
-        let response = request.send().map_err(|e| match e {
-            http::Error::Request(e) => AdapterError::InvalidConfig(format!("endpoint: {e}")),
-            http::Error::Transport(e) => AdapterError::UpstreamUnreachable(e),
-            e @ http::Error::TooLarge(_) => AdapterError::BadResponse(e.to_string()),
-        })?;
-        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-
-        if !(200..300).contains(&response.status) {
-            return Err(AdapterError::UpstreamStatus((
-                response.status,
-                excerpt(&response.body, EXCERPT_BYTES),
-            )));
-        }
-        let output = String::from_utf8(response.body)
-            .map_err(|_| AdapterError::BadResponse("the response is not UTF-8".to_string()))?;
+        let (output, duration_ms) = http::exchange(request)?;
         if let Err(e) = serde_json::from_str::<serde_json::Value>(&output) {
             return Err(AdapterError::BadResponse(format!(
                 "the response is not JSON: {e}"

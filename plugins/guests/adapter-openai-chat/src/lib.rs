@@ -4,13 +4,9 @@
 use liutong_plugin_sdk::adapter::{AdapterError, Guest, Invocation, Outcome, Publication, Usage};
 use liutong_plugin_sdk::http::{self, Request};
 use liutong_plugin_sdk::openai::{
-    chat_completions_url, chat_request_body, chat_usage, excerpt, is_header_safe,
+    chat_completions_url, chat_request_body, chat_usage, is_header_safe,
 };
 use serde::Deserialize;
-use std::time::Instant;
-
-/// The longest part of an upstream error body quoted in `upstream-status`.
-const EXCERPT_BYTES: usize = 512;
 
 fn default_secret() -> String {
     "api-key".to_string()
@@ -68,22 +64,7 @@ impl Guest for OpenAiChat {
             request = request.header("x-request-id", &invocation.request_id);
         }
 
-        let started = Instant::now();
-        let response = request.send().map_err(|e| match e {
-            http::Error::Request(e) => AdapterError::InvalidConfig(format!("endpoint: {e}")),
-            http::Error::Transport(e) => AdapterError::UpstreamUnreachable(e),
-            e @ http::Error::TooLarge(_) => AdapterError::BadResponse(e.to_string()),
-        })?;
-        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-
-        if !(200..300).contains(&response.status) {
-            return Err(AdapterError::UpstreamStatus((
-                response.status,
-                excerpt(&response.body, EXCERPT_BYTES),
-            )));
-        }
-        let output = String::from_utf8(response.body)
-            .map_err(|_| AdapterError::BadResponse("the response is not UTF-8".to_string()))?;
+        let (output, duration_ms) = http::exchange(request)?;
         let json: serde_json::Value = serde_json::from_str(&output)
             .map_err(|e| AdapterError::BadResponse(format!("the response is not JSON: {e}")))?;
         let (input_tokens, output_tokens) = chat_usage(&json);

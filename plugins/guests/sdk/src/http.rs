@@ -227,3 +227,30 @@ fn read_body(body: &IncomingBody, limit: usize) -> Result<Vec<u8>, Error> {
         }
     }
 }
+
+/// Sends an adapter's request and returns the upstream's 2xx body as text, with the
+/// milliseconds it took; every failure becomes the adapter error the WIT defines (a refused or
+/// unreachable host is `upstream-unreachable`, a non-2xx status `upstream-status` with an
+/// excerpt of the body).
+#[cfg(feature = "adapter")]
+pub fn exchange(request: Request<'_>) -> Result<(String, u64), crate::adapter::AdapterError> {
+    use crate::adapter::AdapterError;
+    /// How much of an error body goes into `upstream-status`.
+    const EXCERPT_BYTES: usize = 512;
+    let started = std::time::Instant::now();
+    let response = request.send().map_err(|e| match e {
+        Error::Request(e) => AdapterError::InvalidConfig(format!("endpoint: {e}")),
+        Error::Transport(e) => AdapterError::UpstreamUnreachable(e),
+        e @ Error::TooLarge(_) => AdapterError::BadResponse(e.to_string()),
+    })?;
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if !(200..300).contains(&response.status) {
+        return Err(AdapterError::UpstreamStatus((
+            response.status,
+            crate::openai::excerpt(&response.body, EXCERPT_BYTES),
+        )));
+    }
+    let text = String::from_utf8(response.body)
+        .map_err(|_| AdapterError::BadResponse("the response is not UTF-8".to_string()))?;
+    Ok((text, duration_ms))
+}
