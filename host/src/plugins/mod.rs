@@ -19,8 +19,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use liutong_plugin_runtime::{
-    Grants, LoadedPlugin, Package, PackageError, PluginKind, PoolingMode, Runtime, RuntimeConfig,
-    TrustStore, VerifiedPackage,
+    Grants, LoadedPlugin, Package, PackageError, PoolingMode, Runtime, RuntimeConfig, TrustStore,
+    VerifiedPackage,
 };
 use serde::Serialize;
 
@@ -135,10 +135,6 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Configuration of the default billing rule for publications without their own.
     default_billing_config: String,
-}
-
-fn kind_name(kind: PluginKind) -> &'static str {
-    kind.as_str()
 }
 
 fn package_error(e: PackageError) -> DomainError {
@@ -369,9 +365,10 @@ impl PluginHost {
         let manifest = verified.manifest().clone();
         let id = manifest.id.clone();
         let version = manifest.version.to_string();
-        let kind = kind_name(manifest.kind).to_owned();
+        let kind = manifest.kind.as_str().to_owned();
         let store = &self.inner.store;
-        if let Some(existing) = store.plugin(&id).await?
+        let installed_plugin = store.plugin(&id).await?;
+        if let Some(existing) = &installed_plugin
             && existing.kind != kind
         {
             return Err(DomainError::Conflict(format!(
@@ -381,10 +378,7 @@ impl PluginHost {
         }
         if let Some(existing) = store.plugin_version(&id, &version).await? {
             if existing.component_sha256 == verified.component_sha256() {
-                let active = store
-                    .plugin(&id)
-                    .await?
-                    .is_some_and(|p| p.active_version == version);
+                let active = installed_plugin.is_some_and(|p| p.active_version == version);
                 return Ok(Installed {
                     id,
                     version,
