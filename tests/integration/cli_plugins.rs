@@ -438,6 +438,23 @@ async fn new_checks_the_name_and_never_overwrites() {
             cargo.contains("[workspace]") && cargo.contains("cdylib"),
             "{cargo}"
         );
+        // Every template builds, and the runtime loads it as its kind (its world is checked).
+        let _ = component_path("billing-flat-fee"); // the guests' dependencies, built once
+        let guests_target = repo_root().join("plugins/guests/target");
+        let out = liutong_in(
+            dir.path(),
+            &["plugin", "build", "--dir", s(&project)],
+            &[("CARGO_TARGET_DIR", s(&guests_target))],
+            None,
+            Duration::from_secs(900),
+        )
+        .await;
+        let wasm = PathBuf::from(out.ok().trim());
+        liutong_plugin_runtime::testing::Harness::from_component(
+            project.join("plugin.toml"),
+            &wasm,
+        )
+        .unwrap_or_else(|e| panic!("the {kind} template does not load: {e}"));
     }
     liutong(
         dir.path(),
