@@ -25,11 +25,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
-use liutong::domain::accounts::Accounts;
 use liutong::domain::demand::Demand;
 use liutong::domain::supply::{PriceTerms, Resource};
 use liutong::domain::{PublicationStatus, Role};
+use liutong::services::accounts::Accounts;
 use liutong::store::Store;
+use liutong::store::resources::ResourceInsert;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Zipf};
@@ -381,7 +382,7 @@ async fn seed_market(database_url: &str, s: &Settings) -> (Vec<String>, Vec<Stri
         .await
         .expect("seeder account");
     let mut market = Market::new(42, 3000);
-    let now = liutong::store::now_millis();
+    let now = liutong::domain::timefmt::now_millis();
     let mut resources = Vec::with_capacity(s.resources);
     for i in 0..s.resources {
         let id = format!("reg_bench{i:08}");
@@ -411,7 +412,7 @@ async fn seed_market(database_url: &str, s: &Settings) -> (Vec<String>, Vec<Stri
             status: PublicationStatus::Published,
             terms: Some(PriceTerms {
                 free: false,
-                price_minor: 100 + i as i64 % 10_000,
+                price: liutong::domain::money::Money::from_minor(100 + i as i64 % 10_000),
             }),
             usage_restrictions: None,
             created_at: now + i as i64,
@@ -449,10 +450,11 @@ async fn seed_market(database_url: &str, s: &Settings) -> (Vec<String>, Vec<Stri
                     let next = resources.lock().expect("queue").pop();
                     let Some(r) = next else { break };
                     let terms = r.index_terms();
-                    store
+                    let inserted = store
                         .insert_resource(&r, Some(&terms))
                         .await
                         .expect("seed resource");
+                    assert_eq!(inserted, ResourceInsert::Created, "seed ids are unique");
                 }
                 loop {
                     let next = demands.lock().expect("queue").pop();

@@ -111,7 +111,7 @@ fn native_calls(calls: u64) -> Latencies {
             buyer: "carol",
             seller: "alice",
             currency: "CNY",
-            list_price_minor: 1999,
+            list_price: liutong::domain::money::Money::from_minor(1999),
             free: false,
             controlled: false,
             data_type: "dataset",
@@ -120,7 +120,7 @@ fn native_calls(calls: u64) -> Latencies {
         let start = Instant::now();
         let charge = std::hint::black_box(rule.compute(std::hint::black_box(&request)));
         lat.push(start.elapsed());
-        assert_eq!(charge.expect("charge").platform_fee_minor, 49);
+        assert_eq!(charge.expect("charge").platform_fee.minor(), 49);
     }
     lat
 }
@@ -147,7 +147,10 @@ async fn server(dir: &Path, trust: &Path, package: Option<&Path>) -> String {
     };
     if let Some(p) = package {
         plugins.preinstall = vec![p.to_owned()];
-        plugins.defaults.insert("billing".into(), "flat-fee".into());
+        plugins.defaults.insert(
+            liutong_plugin_runtime::PluginKind::Billing,
+            "flat-fee".into(),
+        );
     }
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("addr"),

@@ -10,20 +10,23 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::crypto::KeyRing;
-use crate::domain::accounts::Accounts;
 use crate::domain::billing::{Billing, FlatBilling};
-use crate::domain::delivery::{Delivery, DeliveryConfig};
-use crate::domain::demand::Demands;
-use crate::domain::ledger::Ledger;
-use crate::domain::matching::Matcher;
-use crate::domain::supply::Supply;
-use crate::domain::trading::{Trading, TradingConfig};
+use crate::files::Files;
+use crate::files::fetch::Fetcher;
 use crate::metrics::Metrics;
-use crate::plugins::PluginHost;
-use crate::plugins::billing::PluginBilling;
 use crate::schema::Schemas;
-use crate::storage::Storage;
-use crate::storage::fetch::Fetcher;
+use crate::services::Services;
+use crate::services::accounts::Accounts;
+use crate::services::delivery::{Delivery, DeliveryConfig};
+use crate::services::demand::Demands;
+use crate::services::keys::Keys;
+use crate::services::ledger::Ledger;
+use crate::services::matching::Matcher;
+use crate::services::ops::Ops;
+use crate::services::plugins::PluginHost;
+use crate::services::plugins::billing::PluginBilling;
+use crate::services::supply::Supply;
+use crate::services::trading::{Trading, TradingConfig};
 use crate::store::Store;
 
 pub struct App {
@@ -50,9 +53,9 @@ impl App {
             "operator keys loaded"
         );
         let keys = Arc::new(keys);
-        let storage = Storage::from_config(&config.storage)?;
-        tracing::info!(storage = %storage.describe(), "data files storage");
-        let swept = storage
+        let files = Files::from_config(&config.storage)?;
+        tracing::info!(storage = %files.describe(), "data files storage");
+        let swept = files
             .sweep_stale_uploads(std::time::Duration::from_secs(3600))
             .await;
         if swept > 0 {
@@ -84,6 +87,7 @@ impl App {
             defaults = ?registry.defaults,
             "plugins loaded"
         );
+        // The one seam every charge goes through: the plugin chosen, else the native flat rule.
         let billing: Arc<dyn Billing> = Arc::new(PluginBilling::new(
             plugins.clone(),
             FlatBilling {
@@ -104,7 +108,7 @@ impl App {
         let delivery = Delivery::new(
             store.clone(),
             trading.clone(),
-            storage,
+            files,
             Fetcher::new()?,
             DeliveryConfig {
                 max_json_delivery: config.max_json_delivery,
@@ -119,21 +123,22 @@ impl App {
             elapsed_ms = loading.elapsed().as_millis() as u64,
             "loaded the match index"
         );
-        let state = AppState {
-            config: Arc::new(config.clone()),
-            store: store.clone(),
-            schemas,
+        let services = Services {
             accounts,
             supply: Supply::new(store.clone()),
             demands: Demands::new(store.clone()),
-            matcher,
-            keys,
-            billing,
-            plugins,
-            metrics,
-            ledger: Ledger::new(store.clone()),
+            matching: matcher,
             trading,
             delivery,
+            ledger: Ledger::new(store.clone(), config.currency.clone()),
+            plugins,
+            keys: Keys::new(keys),
+            ops: Ops::new(store.clone(), metrics, config.metrics),
+        };
+        let state = AppState {
+            services: Arc::new(services),
+            schemas,
+            max_json_body: config.max_json_body,
         };
         let router = api::router(state);
         let listener = TcpListener::bind(config.listen).await?;

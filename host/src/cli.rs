@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::{Config, FileConfig};
 use crate::crypto::KeyRing;
 use crate::domain::Role;
-use crate::domain::accounts::Accounts;
+use crate::services::accounts::Accounts;
 use crate::store::Store;
 
 #[derive(Debug, Parser)]

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use liutong_plugin_runtime::PluginKind;
 use serde::Deserialize;
 
 /// Where the SQLite database lives when nothing else is configured.
@@ -65,7 +66,7 @@ pub struct PluginsConfig {
     /// plugin version is installed already.
     pub preinstall: Vec<PathBuf>,
     /// Default plugin per kind (`billing = "flat-fee"`), set at start when none is chosen yet.
-    pub defaults: BTreeMap<String, String>,
+    pub defaults: BTreeMap<PluginKind, String>,
     /// Operator maximums every plugin's own limits are capped by.
     pub max_fuel: u64,
     pub max_memory_mb: u64,
@@ -340,13 +341,6 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "plugins.max_memory_mb must be at most 4096 (a 32-bit wasm memory)".into(),
             ));
-        }
-        for kind in p.defaults.keys() {
-            if !["billing", "policy", "adapter"].contains(&kind.as_str()) {
-                return Err(ConfigError::Invalid(format!(
-                    "plugins.defaults: unknown plugin kind '{kind}' (billing, policy or adapter)"
-                )));
-            }
         }
         for (id, grant) in &p.grants {
             for name in &grant.secrets {

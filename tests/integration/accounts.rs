@@ -129,7 +129,7 @@ async fn bootstrap_operator_and_cli_roles(app: TestApp) {
         .await;
     assert_eq!(resp.ok()["publish_status"], "YES");
     // A second bootstrap (restart with the variable still set) creates nothing new.
-    let again = liutong::domain::accounts::Accounts::new(
+    let again = liutong::services::accounts::Accounts::new(
         app.store.clone(),
         std::time::Duration::from_secs(3600),
     );

@@ -16,16 +16,23 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 
 use liutong::crypto::{KeyRing, sealing};
+use liutong::domain::accounts::Account;
 use liutong::domain::billing::FlatBilling;
-use liutong::domain::demand::{DemandAction, Demands, RegisterDemand};
-use liutong::domain::ledger::{CreditRequest, Ledger};
-use liutong::domain::money::minor_to_price;
-use liutong::domain::supply::{PublishData, PublishDatasets, RegisterData, Supply};
-use liutong::domain::trading::{ConfirmDemand, Trading, TradingConfig};
-use liutong::domain::{Caller, DomainError, Role};
-use liutong::store::accounts::AccountRow;
+use liutong::domain::demand::{DemandAction, RegisterDemand};
+use liutong::domain::ledger::CreditRequest;
+use liutong::domain::money::Money;
+use liutong::domain::supply::{PublishData, PublishDatasets, RegisterData};
+use liutong::domain::timefmt::now_millis;
+use liutong::domain::trading::ConfirmDemand;
+use liutong::domain::{AccountId, Caller, DomainError, Role};
+use liutong::services::ServiceError;
+use liutong::services::demand::Demands;
+use liutong::services::ledger::Ledger;
+use liutong::services::supply::Supply;
+use liutong::services::trading::{Trading, TradingConfig};
+use liutong::store::Store;
+use liutong::store::accounts::AccountInsert;
 use liutong::store::delivery::{ResourceFile, SealedKey};
-use liutong::store::{Store, now_millis};
 
 use crate::on_both_backends;
 use crate::support::TestApp;
@@ -82,7 +89,7 @@ struct World {
 
 fn caller(id: &str, name: &str, role: Role) -> Caller {
     Caller {
-        account_id: id.to_owned(),
+        account_id: id.into(),
         username: name.to_owned(),
         role,
     }
@@ -90,17 +97,18 @@ fn caller(id: &str, name: &str, role: Role) -> Caller {
 
 async fn account(store: &Store, name: &str, role: Role) -> Caller {
     let id = format!("usr_{name}");
-    store
-        .insert_account(&AccountRow {
-            id: id.clone(),
+    let inserted = store
+        .insert_account(&Account {
+            id: id.clone().into(),
             username: name.to_owned(),
             password_hash: "unused".to_owned(),
             phone: None,
-            role: role.as_str().to_owned(),
+            role,
             created_at: now_millis(),
         })
         .await
         .expect("account");
+    assert_eq!(inserted, AccountInsert::Created);
     caller(&id, name, role)
 }
 
@@ -161,7 +169,7 @@ async fn world(app: &TestApp) -> World {
                     owner: user.username.clone(),
                     registration_id: registration.clone(),
                     free: *price == 0,
-                    price: (*price > 0).then(|| minor_to_price(*price)),
+                    price: (*price > 0).then(|| Money::from_minor(*price).to_price()),
                     usage_restrictions: None,
                 },
             )
@@ -210,7 +218,7 @@ async fn world(app: &TestApp) -> World {
                 source: None,
                 key_words: vec!["k".into()],
                 free: false,
-                price: Some(minor_to_price(CONTROLLED_PRICE)),
+                price: Some(Money::from_minor(CONTROLLED_PRICE).to_price()),
                 usage_restrictions: None,
             },
         )
@@ -220,7 +228,7 @@ async fn world(app: &TestApp) -> World {
     // The data space is credited like a seller; track it as a fifth model account.
     users.push(space);
     World {
-        ledger: Ledger::new(store.clone()),
+        ledger: Ledger::new(store.clone(), "CNY".to_owned()),
         demands: Demands::new(store.clone()),
         store,
         trading,
@@ -232,9 +240,9 @@ async fn world(app: &TestApp) -> World {
 
 /// What the balances should be.
 struct Model {
-    balances: HashMap<String, i64>,
+    balances: HashMap<AccountId, i64>,
     /// Per reference: (account, amount) of its first credit.
-    references: HashMap<String, (String, i64)>,
+    references: HashMap<String, (AccountId, i64)>,
 }
 
 async fn check_invariants(w: &World, model: &Model) -> Result<(), TestCaseError> {
@@ -245,9 +253,10 @@ async fn check_invariants(w: &World, model: &Model) -> Result<(), TestCaseError>
     for user in &w.users {
         let balance = w
             .store
-            .ledger_balance(&user.account_id)
+            .ledger_balance(user.account_id.as_str())
             .await
-            .expect("balance");
+            .expect("balance")
+            .minor();
         prop_assert!(balance >= 0);
         prop_assert_eq!(
             balance,
@@ -270,9 +279,10 @@ async fn run_case(w: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
     for user in &w.users {
         let balance = w
             .store
-            .ledger_balance(&user.account_id)
+            .ledger_balance(user.account_id.as_str())
             .await
-            .expect("balance");
+            .expect("balance")
+            .minor();
         model.balances.insert(user.account_id.clone(), balance);
     }
     // (confirmID, buyer index, seller index, price)
@@ -292,7 +302,7 @@ async fn run_case(w: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         &w.operator,
                         &CreditRequest {
                             username: target.username.clone(),
-                            amount: minor_to_price(amount),
+                            amount: Money::from_minor(amount).to_price(),
                             reference: reference.clone(),
                         },
                     )
@@ -310,7 +320,7 @@ async fn run_case(w: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     }
                     Some(_) => {
                         prop_assert!(
-                            matches!(result, Err(DomainError::Conflict(_))),
+                            matches!(result, Err(ServiceError::Refused(DomainError::Conflict(_)))),
                             "{result:?}"
                         );
                     }
@@ -358,7 +368,10 @@ async fn run_case(w: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .await;
                 if buyer == seller {
                     prop_assert!(
-                        matches!(result, Err(DomainError::Forbidden(_))),
+                        matches!(
+                            result,
+                            Err(ServiceError::Refused(DomainError::Forbidden(_)))
+                        ),
                         "{result:?}"
                     );
                 } else {
@@ -401,7 +414,13 @@ async fn run_case(w: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         .or_default() += price - fee;
                 } else {
                     for r in &results {
-                        prop_assert!(matches!(r, Err(DomainError::InsufficientFunds(_))), "{r:?}");
+                        prop_assert!(
+                            matches!(
+                                r,
+                                Err(ServiceError::Refused(DomainError::InsufficientFunds(_)))
+                            ),
+                            "{r:?}"
+                        );
                     }
                 }
             }

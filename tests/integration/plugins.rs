@@ -528,9 +528,10 @@ async fn preinstalled_packages_load_at_start(backend: Backend) {
     .expect("package");
     let app = TestApp::spawn_with(backend, |c| {
         c.plugins.preinstall = vec![dir.path().to_owned()];
-        c.plugins
-            .defaults
-            .insert("billing".into(), "flat-fee".into());
+        c.plugins.defaults.insert(
+            liutong_plugin_runtime::PluginKind::Billing,
+            "flat-fee".into(),
+        );
     })
     .await;
     let listed = plugins(&app).await;

@@ -15,10 +15,10 @@ use super::error::{ApiError, ApiResult, Data, ErrorCode};
 use super::extract::{Auth, ValidJson, ValidQuery, request_schemas};
 use super::{AppState, Input, Route, RouteDoc};
 use crate::domain::delivery::{
-    AccountDeliveryKey, Content, DataRef, Deliver, DeliveryMode, DepositDeliveryKey, DepositView,
-    UploadView,
+    AccountDeliveryKey, DataRef, Deliver, DeliveryMode, DepositDeliveryKey, DepositView, UploadView,
 };
 use crate::domain::trading::ConfirmRef;
+use crate::services::delivery::Content;
 
 /// A.3.6 has its own schema for the same `confirmID` query.
 #[derive(Debug, serde::Deserialize)]
@@ -72,7 +72,7 @@ async fn set_account_key(
     Auth(caller): Auth,
     ValidJson(req): ValidJson<AccountDeliveryKey>,
 ) -> ApiResult<Value> {
-    let recipient = app.delivery.set_account_key(&caller, &req).await?;
+    let recipient = app.services.delivery.set_account_key(&caller, &req).await?;
     Ok(Data(json!({ "publicKey": recipient })))
 }
 
@@ -82,7 +82,12 @@ async fn deposit_key(
     ValidQuery(data): ValidQuery<DataRef>,
     ValidJson(req): ValidJson<DepositDeliveryKey>,
 ) -> ApiResult<DepositView> {
-    Ok(Data(app.delivery.deposit_key(&caller, &data, &req).await?))
+    Ok(Data(
+        app.services
+            .delivery
+            .deposit_key(&caller, &data, &req)
+            .await?,
+    ))
 }
 
 /// Streams the request body to storage: any size, constant memory, not subject to the JSON
@@ -108,7 +113,9 @@ async fn upload_file(
         .into_data_stream()
         .map(|chunk| chunk.map_err(std::io::Error::other))
         .boxed();
-    Ok(Data(app.delivery.upload(&caller, &data, stream).await?))
+    Ok(Data(
+        app.services.delivery.upload(&caller, &data, stream).await?,
+    ))
 }
 
 async fn deliver(
@@ -122,7 +129,7 @@ async fn deliver(
     } else {
         DeliveryMode::Json
     };
-    let delivered = app.delivery.deliver(&caller, &req, mode).await?;
+    let delivered = app.services.delivery.deliver(&caller, &req, mode).await?;
     let b64 = base64::engine::general_purpose::STANDARD;
     match delivered.content {
         Content::Bytes(bytes) => Ok(Data(json!({
@@ -160,7 +167,7 @@ async fn query_deliver_result(
     Auth(caller): Auth,
     ValidQuery(DeliverResultQuery(r)): ValidQuery<DeliverResultQuery>,
 ) -> ApiResult<Value> {
-    let proofs = app.delivery.query(&caller, &r.confirm_id).await?;
+    let proofs = app.services.delivery.query(&caller, &r.confirm_id).await?;
     Ok(Data(
         json!({ "confirmID": r.confirm_id, "delivery_proof": proofs }),
     ))

@@ -27,7 +27,7 @@ async fn register_demand(
     Auth(caller): Auth,
     ValidJson(req): ValidJson<RegisterDemand>,
 ) -> ApiResult<Value> {
-    let id = app.demands.register(&caller, req).await?;
+    let id = app.services.demands.register(&caller, req).await?;
     Ok(Data(json!({ "demandID": id })))
 }
 
@@ -36,7 +36,7 @@ async fn publish_demand(
     Auth(caller): Auth,
     ValidJson(req): ValidJson<DemandAction>,
 ) -> ApiResult<Value> {
-    let status = app.demands.publish(&caller, &req).await?;
+    let status = app.services.demands.publish(&caller, &req).await?;
     Ok(Data(json!({ "publish_status": status.yes_no() })))
 }
 
@@ -45,7 +45,7 @@ async fn query_published_demand(
     Auth(_caller): Auth,
     ValidQuery(r): ValidQuery<DemandRef>,
 ) -> ApiResult<PublishedDemandView> {
-    let demand = app.demands.query(&r).await?;
+    let demand = app.services.demands.query(&r).await?;
     Ok(Data(PublishedDemandView::from(&demand)))
 }
 
@@ -54,7 +54,7 @@ async fn revoke_demand(
     Auth(caller): Auth,
     ValidJson(RevokeDemand(req)): ValidJson<RevokeDemand>,
 ) -> ApiResult<Value> {
-    let status = app.demands.revoke(&caller, &req).await?;
+    let status = app.services.demands.revoke(&caller, &req).await?;
     Ok(Data(json!({ "publish_status": status.yes_no() })))
 }
 

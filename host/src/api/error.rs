@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::domain::DomainError;
+use crate::services::ServiceError;
 use crate::store::StoreError;
 
 /// Every error code a client can see. `docs/errors.md` documents each; a test keeps them in step.
@@ -136,23 +137,43 @@ impl ApiError {
 
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
+        let code = match &e {
+            DomainError::InvalidArgument { .. } => ErrorCode::InvalidArgument,
+            DomainError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            DomainError::Forbidden(_) => ErrorCode::Forbidden,
+            DomainError::InsufficientFunds(_) => ErrorCode::InsufficientFunds,
+            DomainError::NotFound(_) => ErrorCode::NotFound,
+            DomainError::Conflict(_) => ErrorCode::Conflict,
+            DomainError::InvalidState(_) => ErrorCode::InvalidState,
+            DomainError::TooLarge(_) => ErrorCode::PayloadTooLarge,
+            DomainError::Invariant(m) => return ApiError::internal(m),
+        };
+        // Rule refusals carry only their own message; `InvalidArgument` also names the field.
+        let message = match e {
+            DomainError::InvalidArgument { .. } => e.to_string(),
+            DomainError::Unauthenticated(m)
+            | DomainError::Forbidden(m)
+            | DomainError::InsufficientFunds(m)
+            | DomainError::NotFound(m)
+            | DomainError::Conflict(m)
+            | DomainError::InvalidState(m)
+            | DomainError::TooLarge(m)
+            | DomainError::Invariant(m) => m,
+        };
+        ApiError::new(code, message)
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
         match e {
-            DomainError::InvalidArgument { .. } => {
-                ApiError::new(ErrorCode::InvalidArgument, e.to_string())
-            }
-            DomainError::Unauthenticated(m) => ApiError::new(ErrorCode::Unauthenticated, m),
-            DomainError::Forbidden(m) => ApiError::new(ErrorCode::Forbidden, m),
-            DomainError::InsufficientFunds(m) => ApiError::new(ErrorCode::InsufficientFunds, m),
-            DomainError::NotFound(m) => ApiError::new(ErrorCode::NotFound, m),
-            DomainError::Conflict(m) => ApiError::new(ErrorCode::Conflict, m),
-            DomainError::InvalidState(m) => ApiError::new(ErrorCode::InvalidState, m),
-            DomainError::TooLarge(m) => ApiError::new(ErrorCode::PayloadTooLarge, m),
-            DomainError::Unavailable(m) => ApiError::new(ErrorCode::ServiceUnavailable, m),
-            DomainError::PluginFailed(m) => {
+            ServiceError::Refused(e) => e.into(),
+            ServiceError::Unavailable(m) => ApiError::new(ErrorCode::ServiceUnavailable, m),
+            ServiceError::PluginFailed(m) => {
                 tracing::warn!(error = %m, "plugin call failed");
                 ApiError::new(ErrorCode::PluginFailed, m)
             }
-            DomainError::Store(StoreError::Database(
+            ServiceError::Store(StoreError::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,
             )) => {
                 tracing::warn!("database unavailable: pool exhausted or closed");
@@ -161,8 +182,8 @@ impl From<DomainError> for ApiError {
                     "the database is unavailable or overloaded; retry shortly",
                 )
             }
-            DomainError::Store(e) => ApiError::internal(&e),
-            DomainError::Internal(m) => ApiError::internal(&m),
+            ServiceError::Store(e) => ApiError::internal(&e),
+            ServiceError::Internal(m) => ApiError::internal(&m),
         }
     }
 }

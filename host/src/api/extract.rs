@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
-use crate::domain::Caller;
+use crate::domain::{Caller, Role};
 use crate::schema::Schemas;
 
 pub const AUTH_HEADER: &str = "X-Auth-Token";
@@ -88,7 +88,7 @@ where
                     ErrorCode::PayloadTooLarge,
                     format!(
                         "request body exceeds the limit of {} bytes",
-                        app.config.max_json_body
+                        app.max_json_body
                     ),
                 )
             } else {
@@ -159,11 +159,51 @@ where
             .to_str()
             .map_err(|_| ApiError::new(ErrorCode::Unauthenticated, "X-Auth-Token is unknown"))?;
         let app = AppState::from_ref(state);
-        let caller = app.accounts.authenticate(token.trim()).await?;
+        let caller = app.services.accounts.authenticate(token.trim()).await?;
         tracing::Span::current().record("account", caller.username.as_str());
         Ok(Auth(caller))
     }
 }
+
+/// Extractors of an authenticated caller with one role. They refuse anyone else (403) before
+/// anything else of the request is read: who may call is decided before what they sent is
+/// validated.
+macro_rules! role_extractor {
+    ($(#[$doc:meta])* $name:ident, $role:expr) => {
+        $(#[$doc])*
+        pub struct $name(pub Caller);
+
+        impl<S> FromRequestParts<S> for $name
+        where
+            S: Send + Sync,
+            AppState: FromRef<S>,
+        {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &S,
+            ) -> Result<Self, Self::Rejection> {
+                let Auth(caller) = Auth::from_request_parts(parts, state).await?;
+                caller
+                    .require_role($role)
+                    .map_err(|e| ApiError::new(ErrorCode::Forbidden, e.to_string()))?;
+                Ok($name(caller))
+            }
+        }
+    };
+}
+
+role_extractor!(
+    /// An authenticated operator.
+    Operator,
+    Role::Operator
+);
+role_extractor!(
+    /// An authenticated trusted data space.
+    DataSpace,
+    Role::DataSpace
+);
 
 #[cfg(test)]
 mod tests {

@@ -4,25 +4,13 @@
 use axum::extract::State;
 use axum::http::Method;
 use axum::routing::get;
-use serde::Serialize;
 
 use super::error::{ApiResult, Data};
 use super::{AppState, Input, Route, RouteDoc};
-use crate::crypto::keyring::PublicSigningKey;
+use crate::services::keys::PublicKeys;
 
-#[derive(Serialize)]
-struct Keys {
-    #[serde(rename = "signingKeys")]
-    signing_keys: Vec<PublicSigningKey>,
-    #[serde(rename = "escrowRecipient")]
-    escrow_recipient: String,
-}
-
-async fn keys(State(app): State<AppState>) -> ApiResult<Keys> {
-    Ok(Data(Keys {
-        signing_keys: app.keys.public_signing_keys(),
-        escrow_recipient: app.keys.escrow_recipient().to_owned(),
-    }))
+async fn keys(State(app): State<AppState>) -> ApiResult<PublicKeys> {
+    Ok(Data(app.services.keys.public()))
 }
 
 pub fn routes() -> Vec<Route> {

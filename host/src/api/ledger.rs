@@ -3,42 +3,30 @@
 use axum::extract::State;
 use axum::http::Method;
 use axum::routing::{get, post};
-use serde::Serialize;
 
 use super::error::{ApiResult, Data};
-use super::extract::{Auth, ValidJson, request_schemas};
+use super::extract::{Auth, Operator, ValidJson, request_schemas};
 use super::{AppState, Input, Route, RouteDoc};
-use crate::domain::ledger::{CreditReceipt, CreditRequest, LedgerAudit};
-use crate::domain::money::minor_to_price;
+use crate::domain::ledger::{Balance, CreditReceipt, CreditRequest, LedgerAudit};
 
 request_schemas! {
     CreditRequest => "admin.credit.json",
 }
 
-#[derive(Serialize)]
-struct Balance {
-    balance: f64,
-    currency: String,
-}
-
 async fn credit(
     State(app): State<AppState>,
-    Auth(caller): Auth,
+    Operator(caller): Operator,
     ValidJson(req): ValidJson<CreditRequest>,
 ) -> ApiResult<CreditReceipt> {
-    Ok(Data(app.ledger.credit(&caller, &req).await?))
+    Ok(Data(app.services.ledger.credit(&caller, &req).await?))
 }
 
 async fn balance(State(app): State<AppState>, Auth(caller): Auth) -> ApiResult<Balance> {
-    let minor = app.ledger.balance(&caller).await?;
-    Ok(Data(Balance {
-        balance: minor_to_price(minor),
-        currency: app.config.currency.clone(),
-    }))
+    Ok(Data(app.services.ledger.balance(&caller).await?))
 }
 
-async fn audit(State(app): State<AppState>, Auth(caller): Auth) -> ApiResult<LedgerAudit> {
-    Ok(Data(app.ledger.audit(&caller).await?))
+async fn audit(State(app): State<AppState>, Operator(caller): Operator) -> ApiResult<LedgerAudit> {
+    Ok(Data(app.services.ledger.audit(&caller).await?))
 }
 
 pub fn routes() -> Vec<Route> {

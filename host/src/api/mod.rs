@@ -28,43 +28,20 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::config::Config;
-use crate::crypto::KeyRing;
-use crate::domain::accounts::Accounts;
-use crate::domain::billing::Billing;
-use crate::domain::delivery::Delivery;
-use crate::domain::demand::Demands;
-use crate::domain::ledger::Ledger;
-use crate::domain::matching::Matcher;
-use crate::domain::supply::Supply;
-use crate::domain::trading::Trading;
-use crate::metrics::Metrics;
-use crate::plugins::PluginHost;
 use crate::schema::Schemas;
-use crate::store::Store;
+use crate::services::Services;
 use error::{ApiError, ErrorCode};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// Everything a handler may use.
+/// Everything a handler may use: the services, and what the HTTP layer itself needs to read
+/// requests.
 #[derive(Clone)]
 pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: Store,
+    pub services: Arc<Services>,
     pub schemas: Schemas,
-    pub accounts: Accounts,
-    pub supply: Supply,
-    pub demands: Demands,
-    pub matcher: Matcher,
-    /// The operator's signing keys and escrow identities.
-    pub keys: Arc<KeyRing>,
-    /// The one seam every charge goes through (native flat billing, or a plugin).
-    pub billing: Arc<dyn Billing>,
-    pub plugins: PluginHost,
-    pub metrics: Arc<Metrics>,
-    pub ledger: Ledger,
-    pub trading: Trading,
-    pub delivery: Delivery,
+    /// The largest JSON body read (`max_json_body`).
+    pub max_json_body: usize,
 }
 
 /// Where a request's input comes from, for the OpenAPI document.
@@ -136,7 +113,7 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.config.max_json_body))
+        .layer(DefaultBodyLimit::max(state.max_json_body))
         .with_state(state);
     with_middleware(router)
 }

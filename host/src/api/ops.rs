@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult, Data, ErrorCode};
 use super::{AppState, Input, Route, RouteDoc};
+use crate::services::ops::Readiness;
 
 /// The process is up and serving.
 async fn healthz() -> ApiResult<Value> {
@@ -14,32 +15,20 @@ async fn healthz() -> ApiResult<Value> {
 }
 
 /// The database answers.
-async fn readyz(State(app): State<AppState>) -> ApiResult<Value> {
-    match app.store.ping().await {
-        Ok(()) => Ok(Data(
-            json!({ "ready": true, "database": app.store.backend().name() }),
-        )),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            Err(ApiError::new(
-                ErrorCode::ServiceUnavailable,
-                "the database is not reachable",
-            ))
-        }
-    }
+async fn readyz(State(app): State<AppState>) -> ApiResult<Readiness> {
+    Ok(Data(app.services.ops.readiness().await?))
 }
 
 /// Prometheus text exposition (no envelope: scrapers read this format). Off when
 /// `metrics = false`.
 async fn metrics(State(app): State<AppState>) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    if !app.config.metrics {
+    let Some(text) = app.services.ops.metrics_text()? else {
         return Err(ApiError::new(
             ErrorCode::NotFound,
             "metrics are turned off (metrics = false)",
         ));
-    }
-    let text = app.metrics.render().map_err(|e| ApiError::internal(&e))?;
+    };
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

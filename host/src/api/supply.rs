@@ -6,7 +6,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::error::{ApiResult, Data};
-use super::extract::{Auth, ValidJson, ValidQuery, request_schemas};
+use super::extract::{Auth, DataSpace, ValidJson, ValidQuery, request_schemas};
 use super::{AppState, Input, Route, RouteDoc};
 use crate::domain::supply::{
     PublishData, PublishDatasets, PublishedDataView, RegisterData, ResourceRef,
@@ -30,7 +30,7 @@ async fn register_data(
     Auth(caller): Auth,
     ValidJson(req): ValidJson<RegisterData>,
 ) -> ApiResult<Value> {
-    let id = app.supply.register(&caller, req).await?;
+    let id = app.services.supply.register(&caller, req).await?;
     Ok(Data(json!({ "registrationID": id })))
 }
 
@@ -39,16 +39,16 @@ async fn publish_data(
     Auth(caller): Auth,
     ValidJson(req): ValidJson<PublishData>,
 ) -> ApiResult<Value> {
-    let status = app.supply.publish(&caller, req).await?;
+    let status = app.services.supply.publish(&caller, req).await?;
     Ok(Data(json!({ "publish_status": status.yes_no() })))
 }
 
 async fn publish_datasets(
     State(app): State<AppState>,
-    Auth(caller): Auth,
+    DataSpace(caller): DataSpace,
     ValidJson(req): ValidJson<PublishDatasets>,
 ) -> ApiResult<Value> {
-    let status = app.supply.publish_controlled(&caller, req).await?;
+    let status = app.services.supply.publish_controlled(&caller, req).await?;
     Ok(Data(json!({ "publish_status": status.yes_no() })))
 }
 
@@ -57,7 +57,7 @@ async fn query_published_data(
     Auth(_caller): Auth,
     ValidQuery(r): ValidQuery<ResourceRef>,
 ) -> ApiResult<PublishedDataView> {
-    let resource = app.supply.query(&r).await?;
+    let resource = app.services.supply.query(&r).await?;
     Ok(Data(PublishedDataView::from(&resource)))
 }
 
@@ -66,7 +66,7 @@ async fn revoke_published_data(
     Auth(caller): Auth,
     ValidJson(RevokeRef(r)): ValidJson<RevokeRef>,
 ) -> ApiResult<Value> {
-    let status = app.supply.revoke(&caller, &r).await?;
+    let status = app.services.supply.revoke(&caller, &r).await?;
     Ok(Data(json!({ "publish_status": status.yes_no() })))
 }
 

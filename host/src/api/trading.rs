@@ -35,7 +35,7 @@ async fn confirm_demand(
     Auth(caller): Auth,
     ValidJson(req): ValidJson<ConfirmDemand>,
 ) -> ApiResult<ConfirmationView> {
-    Ok(Data(app.trading.confirm(&caller, &req).await?))
+    Ok(Data(app.services.trading.confirm(&caller, &req).await?))
 }
 
 async fn query_demand_for_settlement(
@@ -44,7 +44,8 @@ async fn query_demand_for_settlement(
     ValidQuery(r): ValidQuery<ConfirmRef>,
 ) -> ApiResult<ConfirmationView> {
     Ok(Data(
-        app.trading
+        app.services
+            .trading
             .query_confirmation(&caller, &r.confirm_id)
             .await?,
     ))
@@ -55,7 +56,9 @@ async fn settlement(
     Auth(caller): Auth,
     ValidJson(SettleBody(r)): ValidJson<SettleBody>,
 ) -> ApiResult<SettlementView> {
-    Ok(Data(app.trading.settle(&caller, &r.confirm_id).await?))
+    Ok(Data(
+        app.services.trading.settle(&caller, &r.confirm_id).await?,
+    ))
 }
 
 async fn query_settlement(
@@ -64,7 +67,10 @@ async fn query_settlement(
     ValidQuery(SettlementQuery(r)): ValidQuery<SettlementQuery>,
 ) -> ApiResult<SettlementView> {
     Ok(Data(
-        app.trading.query_settlement(&caller, &r.confirm_id).await?,
+        app.services
+            .trading
+            .query_settlement(&caller, &r.confirm_id)
+            .await?,
     ))
 }
 
@@ -73,7 +79,7 @@ async fn update_licenses(
     Auth(caller): Auth,
     ValidJson(req): ValidJson<UpdateLicenses>,
 ) -> ApiResult<Value> {
-    let licenses = app.trading.update_licenses(&caller, &req).await?;
+    let licenses = app.services.trading.update_licenses(&caller, &req).await?;
     Ok(Data(json!({ "licenses": licenses })))
 }
 

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 
 use anyhow::{Context, anyhow, bail};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use liutong_plugin_runtime::package::is_component;
-use liutong_plugin_runtime::{Manifest, Package, PublisherKey, TrustStore};
+use liutong_plugin_runtime::{Manifest, Package, PluginKind, PublisherKey, TrustStore};
 use serde_json::{Value, json};
 
 use crate::config::Config;
@@ -36,8 +36,8 @@ pub enum PluginCommand {
         /// `-`, at most 64 characters.
         name: String,
         /// What the plugin is: a billing rule, a usage policy or an invocation adapter.
-        #[arg(long, value_enum)]
-        kind: KindArg,
+        #[arg(long, value_parser = parse_kind)]
+        kind: PluginKind,
         /// Folder to create the project in.
         #[arg(long, value_name = "PARENT", default_value = ".")]
         dir: PathBuf,
@@ -122,21 +122,10 @@ pub struct ServerArgs {
     pub username: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum KindArg {
-    Billing,
-    Policy,
-    Adapter,
-}
-
-impl KindArg {
-    fn as_str(self) -> &'static str {
-        match self {
-            KindArg::Billing => "billing",
-            KindArg::Policy => "policy",
-            KindArg::Adapter => "adapter",
-        }
-    }
+/// `--kind billing|policy|adapter`.
+fn parse_kind(text: &str) -> Result<PluginKind, String> {
+    text.parse()
+        .map_err(|_| format!("'{text}' is not a plugin kind (billing, policy or adapter)"))
 }
 
 pub async fn run(command: PluginCommand, config: &Config) -> anyhow::Result<()> {
@@ -228,7 +217,12 @@ fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
-fn new_project(name: &str, kind: KindArg, parent: &Path, sdk: Option<&Path>) -> anyhow::Result<()> {
+fn new_project(
+    name: &str,
+    kind: PluginKind,
+    parent: &Path,
+    sdk: Option<&Path>,
+) -> anyhow::Result<()> {
     if !liutong_plugin_runtime::manifest::valid_id(name) {
         bail!(
             "{name:?} is not a plugin id: 1-64 characters, a lowercase letter first, then \
@@ -264,7 +258,7 @@ fn new_project(name: &str, kind: KindArg, parent: &Path, sdk: Option<&Path>) -> 
     let kind_name = kind.as_str();
     let fill = |template: &str| template.replace("{{id}}", name);
     let (sdk_features, extra_deps, description, manifest_extra, lib, harness) = match kind {
-        KindArg::Billing => (
+        PluginKind::Billing => (
             r#"["billing"]"#,
             "",
             "Billing rule: the list price plus a fixed handling fee",
@@ -272,7 +266,7 @@ fn new_project(name: &str, kind: KindArg, parent: &Path, sdk: Option<&Path>) -> 
             include_str!("templates/billing.lib.rs.tmpl"),
             include_str!("templates/billing.harness.rs.tmpl"),
         ),
-        KindArg::Policy => (
+        PluginKind::Policy => (
             r#"["policy"]"#,
             "",
             "Usage policy: an allow-list of users, a validity window and allowed scenes",
@@ -280,7 +274,7 @@ fn new_project(name: &str, kind: KindArg, parent: &Path, sdk: Option<&Path>) -> 
             include_str!("templates/policy.lib.rs.tmpl"),
             include_str!("templates/policy.harness.rs.tmpl"),
         ),
-        KindArg::Adapter => (
+        PluginKind::Adapter => (
             r#"["adapter", "http"]"#,
             "serde_json = \"1\"\n",
             "Adapter: POSTs the input JSON to the endpoint and returns the response JSON",
@@ -354,7 +348,7 @@ liutong plugin install {{{{id}}}}-0.1.0.ltpkg --server http://127.0.0.1:8080 --u
 - Bump `version` in `plugin.toml` for every build you install: a server refuses a second,
   different component under a version it has.
 "#,
-        adapter_note = if kind == KindArg::Adapter {
+        adapter_note = if kind == PluginKind::Adapter {
             ", the hosts and secrets it asks for"
         } else {
             ""

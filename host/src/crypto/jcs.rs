@@ -5,17 +5,15 @@
 //! liutong's signed documents hold only strings, integers, booleans, null, arrays and objects,
 //! so a verifier in any language needs no floating-point formatting to recompute them.
 
-use serde_json::Value;
-
 /// The canonical UTF-8 bytes of `value`.
-pub fn canonical(value: &Value) -> Result<Vec<u8>, serde_json::Error> {
+pub fn canonical<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
     serde_json_canonicalizer::to_vec(value)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn jcs(text: &str) -> String {
         let value: Value = serde_json::from_str(text).expect("test input is JSON");

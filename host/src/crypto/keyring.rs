@@ -365,7 +365,7 @@ impl KeyRing {
 
     /// Base64 Ed25519 signature of the canonical JSON of `value`, by the current key; returns
     /// the key id with it.
-    pub fn sign_value(&self, value: &Value) -> Result<(String, String), SignatureError> {
+    pub fn sign_value<T: Serialize>(&self, value: &T) -> Result<(String, String), SignatureError> {
         let entry = &self.signing[self.current_signing];
         let bytes = canonical(value).map_err(|e| SignatureError::Canonical(e.to_string()))?;
         let signature = entry.key.sign(&bytes);
@@ -373,10 +373,10 @@ impl KeyRing {
     }
 
     /// Checks a base64 Ed25519 signature by `key_id` over the canonical JSON of `value`.
-    pub fn verify_value(
+    pub fn verify_value<T: Serialize>(
         &self,
         key_id: &str,
-        value: &Value,
+        value: &T,
         signature_b64: &str,
     ) -> Result<(), SignatureError> {
         let key = self
@@ -392,8 +392,19 @@ impl KeyRing {
             .map_err(|_| SignatureError::Invalid)
     }
 
-    /// Signs a document: sets `keyId` to the current key, then puts into `field` the base64
-    /// Ed25519 signature over the canonical JSON of the document without `field`.
+    /// Signs a document (any value that serialises to a JSON object): sets `keyId` to the
+    /// current key, then puts into `field` the base64 Ed25519 signature over the canonical JSON
+    /// of the document without `field`.
+    pub fn sign<T: Serialize>(&self, doc: &T, field: &str) -> Result<Value, SignatureError> {
+        let value =
+            serde_json::to_value(doc).map_err(|e| SignatureError::Canonical(e.to_string()))?;
+        let Value::Object(map) = value else {
+            return Err(SignatureError::NotAnObject);
+        };
+        self.sign_document(map, field).map(Value::Object)
+    }
+
+    /// `sign` for a document that is a JSON object already.
     pub fn sign_document(
         &self,
         mut doc: Map<String, Value>,
@@ -528,7 +539,9 @@ fn write_escrow(dir: &Path, entry: &EscrowEntry) -> Result<(), KeyRingError> {
     let path = dir.join(ESCROW_DIR).join(format!("{}.key", entry.id));
     let text = super::sealing::identity_file_text(
         &entry.identity,
-        &crate::domain::timefmt::to_rfc3339(time::OffsetDateTime::now_utc()),
+        &time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
     );
     write_private(&path, text.as_bytes())?;
     sync_dir(&dir.join(ESCROW_DIR))

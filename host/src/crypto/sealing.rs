@@ -8,8 +8,6 @@ use std::io::{Read, Write};
 use age::secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
-use super::keyring::KeyRing;
-
 /// Identity files are a few hundred bytes; anything far larger is not one.
 const MAX_IDENTITY_FILE: u64 = 64 * 1024;
 
@@ -108,10 +106,13 @@ pub fn decrypt_small<'a>(
     Ok(plaintext)
 }
 
-/// Opens a delivery key deposited sealed to (any of) the operator's escrow recipients. The
-/// identity exists only in memory and is wiped when dropped.
-pub fn unseal_identity(ring: &KeyRing, sealed: &[u8]) -> Result<age::x25519::Identity, SealError> {
-    let plaintext = decrypt_small(sealed, ring.escrow_identities()).map_err(|e| match e {
+/// Opens a delivery key deposited sealed to (any of) the operator's escrow identities
+/// (`KeyRing::escrow_identities`). The identity exists only in memory and is wiped when dropped.
+pub fn unseal_identity<'a>(
+    escrow: impl Iterator<Item = &'a age::x25519::Identity>,
+    sealed: &[u8],
+) -> Result<age::x25519::Identity, SealError> {
+    let plaintext = decrypt_small(sealed, escrow).map_err(|e| match e {
         SealError::Decrypt(m) => SealError::NotSealedToEscrow(m),
         other => other,
     })?;
@@ -135,12 +136,13 @@ mod tests {
 
     #[test]
     fn seal_unseal_and_rewrap() {
-        let ring = KeyRing::ephemeral().expect("ring");
+        let escrow_identity = age::x25519::Identity::generate();
+        let ring = std::iter::once(&escrow_identity);
         let provider = age::x25519::Identity::generate();
         let file = identity_file_text(&provider, "2025-01-01T00:00:00Z");
-        let escrow = parse_recipient(ring.escrow_recipient()).expect("recipient");
+        let escrow = escrow_identity.to_public();
         let sealed = encrypt_to(&escrow, file.as_bytes()).expect("seal");
-        let opened = unseal_identity(&ring, &sealed).expect("unseal");
+        let opened = unseal_identity(ring, &sealed).expect("unseal");
         assert_eq!(
             opened.to_public().to_string(),
             provider.to_public().to_string()
@@ -158,7 +160,8 @@ mod tests {
 
     #[test]
     fn refusals() {
-        let ring = KeyRing::ephemeral().expect("ring");
+        let escrow_identity = age::x25519::Identity::generate();
+        let ring = || std::iter::once(&escrow_identity);
         assert_eq!(
             parse_recipient("age1notarecipient").err(),
             Some(SealError::NotARecipient)
@@ -167,14 +170,14 @@ mod tests {
         let stranger = age::x25519::Identity::generate();
         let sealed = encrypt_to(&stranger.to_public(), b"AGE-SECRET-KEY-1").expect("seal");
         assert!(matches!(
-            unseal_identity(&ring, &sealed),
+            unseal_identity(ring(), &sealed),
             Err(SealError::NotSealedToEscrow(_))
         ));
         // Sealed to the escrow, but not an identity file.
-        let escrow = parse_recipient(ring.escrow_recipient()).expect("recipient");
+        let escrow = escrow_identity.to_public();
         let sealed = encrypt_to(&escrow, b"hello").expect("seal");
         assert_eq!(
-            unseal_identity(&ring, &sealed).err(),
+            unseal_identity(ring(), &sealed).err(),
             Some(SealError::NotAnIdentityFile)
         );
         // Two identities are ambiguous.
@@ -185,7 +188,7 @@ mod tests {
             Some(SealError::NotAnIdentityFile)
         );
         assert!(matches!(
-            unseal_identity(&ring, b"not age"),
+            unseal_identity(ring(), b"not age"),
             Err(SealError::NotSealedToEscrow(_))
         ));
     }

@@ -11,8 +11,7 @@ use std::pin::Pin;
 
 use serde::Serialize;
 
-use super::money::MAX_PRICE_MAJOR;
-use super::money::MINOR_PER_MAJOR;
+use super::money::{MAX_PRICE_MAJOR, MINOR_PER_MAJOR, Money};
 
 /// What billing is told about one settlement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +25,8 @@ pub struct ChargeRequest<'a> {
     pub buyer: &'a str,
     pub seller: &'a str,
     pub currency: &'a str,
-    /// The price the buyer confirmed (snapshot at confirmation), minor units.
-    pub list_price_minor: i64,
+    /// The price the buyer confirmed (snapshot at confirmation).
+    pub list_price: Money,
     /// The resource was published free of charge.
     pub free: bool,
     pub controlled: bool,
@@ -41,19 +40,19 @@ pub struct ChargeRequest<'a> {
 pub struct LineItem {
     pub description: String,
     #[serde(rename = "amountMinor")]
-    pub amount_minor: i64,
+    pub amount: Money,
 }
 
 /// What the buyer pays and where it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Charge {
     /// Debited from the buyer.
-    pub amount_minor: i64,
+    pub amount: Money,
     /// Credited to the platform's fee account.
-    pub platform_fee_minor: i64,
+    pub platform_fee: Money,
     /// Credited to the seller.
-    pub provider_share_minor: i64,
-    /// Sum to `amount_minor`.
+    pub provider_share: Money,
+    /// Sum to `amount`.
     pub line_items: Vec<LineItem>,
 }
 
@@ -79,10 +78,10 @@ pub type BillingFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Billed, BillingError>> + Send + 'a>>;
 
 /// The largest single charge: the largest price.
-pub const MAX_CHARGE_MINOR: i64 = MAX_PRICE_MAJOR * MINOR_PER_MAJOR;
+pub const MAX_CHARGE: Money = Money::from_minor(MAX_PRICE_MAJOR * MINOR_PER_MAJOR);
 
 impl Charge {
-    /// Every amount within 0..=MAX_CHARGE_MINOR, the split adds up to the amount, and the line
+    /// Every amount within 0..=MAX_CHARGE, the split adds up to the amount, and the line
     /// items add up to the amount.
     pub fn check(&self, rule: &str) -> Result<(), BillingError> {
         let bad = |message: String| BillingError::Inconsistent {
@@ -90,34 +89,34 @@ impl Charge {
             message,
         };
         for (name, v) in [
-            ("amount", self.amount_minor),
-            ("platform fee", self.platform_fee_minor),
-            ("provider share", self.provider_share_minor),
+            ("amount", self.amount),
+            ("platform fee", self.platform_fee),
+            ("provider share", self.provider_share),
         ] {
-            if !(0..=MAX_CHARGE_MINOR).contains(&v) {
-                return Err(bad(format!("{name} {v} is outside 0..={MAX_CHARGE_MINOR}")));
+            if !(Money::ZERO..=MAX_CHARGE).contains(&v) {
+                return Err(bad(format!("{name} {v} is outside 0.00..={MAX_CHARGE}")));
             }
         }
-        if self.platform_fee_minor + self.provider_share_minor != self.amount_minor {
+        if self.platform_fee + self.provider_share != self.amount {
             return Err(bad(format!(
                 "fee {} + provider share {} != amount {}",
-                self.platform_fee_minor, self.provider_share_minor, self.amount_minor
+                self.platform_fee, self.provider_share, self.amount
             )));
         }
-        let mut sum: i64 = 0;
+        let mut sum = Money::ZERO;
         for item in &self.line_items {
-            if !(0..=MAX_CHARGE_MINOR).contains(&item.amount_minor) {
+            if !(Money::ZERO..=MAX_CHARGE).contains(&item.amount) {
                 return Err(bad(format!(
                     "line item '{}' amount {} is out of range",
-                    item.description, item.amount_minor
+                    item.description, item.amount
                 )));
             }
-            sum += item.amount_minor;
+            sum += item.amount;
         }
-        if sum != self.amount_minor {
+        if sum != self.amount {
             return Err(bad(format!(
                 "line items sum to {sum}, not the amount {}",
-                self.amount_minor
+                self.amount
             )));
         }
         Ok(())
@@ -141,22 +140,27 @@ impl FlatBilling {
     pub const NAME: &'static str = "native-flat";
 
     pub fn compute(&self, request: &ChargeRequest<'_>) -> Result<Charge, BillingError> {
-        let amount = request.list_price_minor;
-        // i128: price (≤ 1e14) × 10_000 does not fit comfortably in i64 headroom checks.
-        let fee = (i128::from(amount) * i128::from(self.fee_bps) / 10_000) as i64;
+        let amount = request.list_price;
+        let fee = fee_of(amount, self.fee_bps);
         Ok(Charge {
-            amount_minor: amount,
-            platform_fee_minor: fee,
-            provider_share_minor: amount - fee,
+            amount,
+            platform_fee: fee,
+            provider_share: amount - fee,
             line_items: vec![LineItem {
                 description: format!(
                     "data resource {}/{}",
                     request.registration_id, request.data_id
                 ),
-                amount_minor: amount,
+                amount,
             }],
         })
     }
+}
+
+/// `bps` basis points of `amount`, rounded down.
+pub fn fee_of(amount: Money, bps: u32) -> Money {
+    // i128: a price (≤ 1e14 minor units) × 10,000 leaves i64 little headroom.
+    Money::from_minor((i128::from(amount.minor()) * i128::from(bps) / 10_000) as i64)
 }
 
 impl Billing for FlatBilling {
@@ -177,6 +181,7 @@ mod tests {
     use super::*;
 
     fn request(price: i64) -> ChargeRequest<'static> {
+        let price = Money::from_minor(price);
         ChargeRequest {
             confirm_id: "cfm_1",
             resource_id: "res_1",
@@ -185,8 +190,8 @@ mod tests {
             buyer: "carol",
             seller: "alice",
             currency: "CNY",
-            list_price_minor: price,
-            free: price == 0,
+            list_price: price,
+            free: price.is_zero(),
             controlled: false,
             data_type: "dataset",
             at_ms: 0,
@@ -198,7 +203,11 @@ mod tests {
         let zero = FlatBilling { fee_bps: 0 };
         let c = zero.compute(&request(1999)).expect("charge");
         assert_eq!(
-            (c.amount_minor, c.platform_fee_minor, c.provider_share_minor),
+            (
+                c.amount.minor(),
+                c.platform_fee.minor(),
+                c.provider_share.minor()
+            ),
             (1999, 0, 1999)
         );
         assert!(c.check("t").is_ok());
@@ -206,11 +215,14 @@ mod tests {
         let fee = FlatBilling { fee_bps: 250 };
         let c = fee.compute(&request(1999)).expect("charge");
         // 2.5 % of 19.99 = 0.49975 → 0.49 (rounded down), seller 19.50.
-        assert_eq!((c.platform_fee_minor, c.provider_share_minor), (49, 1950));
+        assert_eq!(
+            (c.platform_fee.minor(), c.provider_share.minor()),
+            (49, 1950)
+        );
         assert!(c.check("t").is_ok());
 
         let free = zero.compute(&request(0)).expect("charge");
-        assert_eq!(free.amount_minor, 0);
+        assert!(free.amount.is_zero());
         assert!(free.check("t").is_ok());
     }
 
@@ -220,13 +232,13 @@ mod tests {
             .compute(&request(100))
             .expect("charge");
         let mut split = base.clone();
-        split.provider_share_minor = 99;
+        split.provider_share = Money::from_minor(99);
         assert!(split.check("t").is_err());
         let mut negative = base.clone();
-        negative.amount_minor = -1;
+        negative.amount = Money::from_minor(-1);
         assert!(negative.check("t").is_err());
         let mut lines = base.clone();
-        lines.line_items[0].amount_minor = 50;
+        lines.line_items[0].amount = Money::from_minor(50);
         assert!(lines.check("t").is_err());
     }
 }

@@ -9,10 +9,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::money::{minor_to_price, price_to_minor};
-use super::{Caller, DomainError, Role, new_id};
-use crate::store::ledger::{LEDGER_REFERENCE_TAKEN, PostOutcome};
-use crate::store::{Store, now_millis};
+use super::money::Money;
+use super::timefmt::now_millis;
+use super::{AccountId, DomainError, new_id};
 
 /// Where credited money comes from; its balance is minus everything ever credited.
 pub const FUNDING_ACCOUNT: &str = "system:funding";
@@ -20,13 +19,13 @@ pub const FUNDING_ACCOUNT: &str = "system:funding";
 pub const FEES_ACCOUNT: &str = "system:fees";
 /// No balance grows beyond this (10^15 major units), which keeps every sum far from i64
 /// overflow on both databases (SQLite would silently turn an overflowing integer into a float).
-pub const MAX_BALANCE_MINOR: i64 = 100_000_000_000_000_000;
+pub const MAX_BALANCE: Money = Money::from_minor(100_000_000_000_000_000);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountKind {
     /// An account holder's balance: never negative.
     User,
-    /// The platform's own accounts: may go negative (funding), down to -MAX_BALANCE_MINOR.
+    /// The platform's own accounts: may go negative (funding), down to -MAX_BALANCE.
     System,
 }
 
@@ -39,10 +38,10 @@ impl AccountKind {
     }
 
     /// The lowest balance a posting may leave.
-    pub fn floor(self) -> i64 {
+    pub fn floor(self) -> Money {
         match self {
-            AccountKind::User => 0,
-            AccountKind::System => -MAX_BALANCE_MINOR,
+            AccountKind::User => Money::ZERO,
+            AccountKind::System => -MAX_BALANCE,
         }
     }
 }
@@ -67,7 +66,7 @@ impl TransactionKind {
 pub struct Posting {
     pub account: String,
     pub kind: AccountKind,
-    pub amount: i64,
+    pub amount: Money,
 }
 
 /// A balanced set of postings, identified by (kind, reference) for idempotency.
@@ -96,7 +95,7 @@ impl LedgerTransaction {
             match merged.iter_mut().find(|m| m.account == p.account) {
                 Some(m) if m.kind == p.kind => m.amount += p.amount,
                 Some(_) => {
-                    return Err(DomainError::Internal(format!(
+                    return Err(DomainError::Invariant(format!(
                         "ledger account {} posted with two kinds",
                         p.account
                     )));
@@ -105,9 +104,9 @@ impl LedgerTransaction {
             }
         }
         merged.sort_by(|a, b| a.account.cmp(&b.account));
-        let sum: i128 = merged.iter().map(|p| i128::from(p.amount)).sum();
+        let sum: i128 = merged.iter().map(|p| i128::from(p.amount.minor())).sum();
         if sum != 0 {
-            return Err(DomainError::Internal(format!(
+            return Err(DomainError::Invariant(format!(
                 "unbalanced ledger transaction ({sum})"
             )));
         }
@@ -142,6 +141,13 @@ pub struct CreditReceipt {
     pub created_at: String,
 }
 
+/// `GET /v1/account/balance` response data.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Balance {
+    pub balance: f64,
+    pub currency: String,
+}
+
 /// What `GET /v1/admin/ledger/audit` reports; all zero counts and `entries_sum` 0 when sound.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct LedgerAudit {
@@ -160,102 +166,9 @@ pub struct LedgerAudit {
     pub balanced: bool,
 }
 
-#[derive(Clone)]
-pub struct Ledger {
-    store: Store,
-}
-
 /// The canonical request text stored with a credit, compared when its reference is reused.
-fn credit_request_text(account_id: &str, amount_minor: i64) -> String {
-    json!({"account": account_id, "amountMinor": amount_minor}).to_string()
-}
-
-impl Ledger {
-    pub fn new(store: Store) -> Self {
-        Ledger { store }
-    }
-
-    /// Credits an account from the funding account. Operators only. Idempotent by
-    /// `reference`: the same reference with the same username and amount returns the first
-    /// result; with anything else it is a conflict.
-    pub async fn credit(
-        &self,
-        caller: &Caller,
-        req: &CreditRequest,
-    ) -> Result<CreditReceipt, DomainError> {
-        caller.require_role(Role::Operator)?;
-        let amount = price_to_minor("/amount", req.amount)?;
-        if amount == 0 {
-            return Err(DomainError::invalid("/amount", "must be greater than 0"));
-        }
-        let account = self
-            .store
-            .account_by_username(&req.username)
-            .await?
-            .ok_or_else(|| {
-                DomainError::NotFound(format!("no account with username '{}'", req.username))
-            })?;
-        let request = credit_request_text(&account.id, amount);
-        let transaction = LedgerTransaction::new(
-            TransactionKind::Credit,
-            &req.reference,
-            request.clone(),
-            vec![
-                Posting {
-                    account: FUNDING_ACCOUNT.to_owned(),
-                    kind: AccountKind::System,
-                    amount: -amount,
-                },
-                Posting {
-                    account: account.id.clone(),
-                    kind: AccountKind::User,
-                    amount,
-                },
-            ],
-        )?;
-        let receipt = |id: String, created_at: i64| CreditReceipt {
-            transaction_id: id,
-            username: account.username.clone(),
-            amount: minor_to_price(amount),
-            reference: req.reference.clone(),
-            created_at: super::timefmt::to_rfc3339(super::timefmt::from_millis(created_at)),
-        };
-        match self.store.post_ledger_transaction(&transaction).await {
-            Ok(PostOutcome::Posted) => Ok(receipt(transaction.id.clone(), transaction.created_at)),
-            Ok(PostOutcome::LimitReached { .. }) => Err(DomainError::Conflict(format!(
-                "crediting {} would take the balance of '{}' above the maximum",
-                super::money::format_minor(amount),
-                req.username
-            ))),
-            Err(e) if e.is_unique(LEDGER_REFERENCE_TAKEN) => {
-                let existing = self
-                    .store
-                    .ledger_transaction_by_reference(TransactionKind::Credit, &req.reference)
-                    .await?
-                    .ok_or_else(|| DomainError::Internal("credit reference vanished".to_owned()))?;
-                if existing.request == request {
-                    Ok(receipt(existing.id, existing.created_at))
-                } else {
-                    Err(DomainError::Conflict(format!(
-                        "reference '{}' was already used for a different credit",
-                        req.reference
-                    )))
-                }
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The caller's balance in minor units (0 before the first credit).
-    pub async fn balance(&self, caller: &Caller) -> Result<i64, DomainError> {
-        Ok(self.store.ledger_balance(&caller.account_id).await?)
-    }
-
-    /// Checks the ledger's invariants. Operators only.
-    pub async fn audit(&self, caller: &Caller) -> Result<LedgerAudit, DomainError> {
-        caller.require_role(Role::Operator)?;
-        Ok(self.store.ledger_audit().await?)
-    }
+pub fn credit_request_text(account_id: &AccountId, amount: Money) -> String {
+    json!({"account": account_id, "amountMinor": amount}).to_string()
 }
 
 #[cfg(test)]
@@ -272,24 +185,24 @@ mod tests {
                 Posting {
                     account: "usr_b".into(),
                     kind: AccountKind::User,
-                    amount: -100,
+                    amount: Money::from_minor(-100),
                 },
                 Posting {
                     account: "usr_a".into(),
                     kind: AccountKind::User,
-                    amount: 90,
+                    amount: Money::from_minor(90),
                 },
                 Posting {
                     account: "usr_a".into(),
                     kind: AccountKind::User,
-                    amount: 10,
+                    amount: Money::from_minor(10),
                 },
             ],
         )
         .expect("balanced");
         assert_eq!(t.postings.len(), 2);
         assert_eq!(t.postings[0].account, "usr_a");
-        assert_eq!(t.postings[0].amount, 100);
+        assert_eq!(t.postings[0].amount, Money::from_minor(100));
         assert!(
             LedgerTransaction::new(
                 TransactionKind::Credit,
@@ -298,7 +211,7 @@ mod tests {
                 vec![Posting {
                     account: "usr_a".into(),
                     kind: AccountKind::User,
-                    amount: 1,
+                    amount: Money::from_minor(1),
                 }],
             )
             .is_err()

@@ -1,28 +1,32 @@
-//! The marketplace's rules: who may do what, lifecycle state machines and invariants.
-//! No HTTP and no SQL here; persistence goes through `crate::store`.
+//! The marketplace's rules: its types, who may do what, lifecycle state machines and
+//! invariants. Pure: no HTTP, no SQL, no files or network. The services (`crate::services`)
+//! load and store these types through `crate::store` and call the rules here.
 
 pub mod accounts;
 pub mod billing;
 pub mod delivery;
 pub mod demand;
+pub mod ids;
 pub mod ledger;
 pub mod license;
 pub mod match_index;
 pub mod matching;
 pub mod money;
+pub mod plugins;
 pub mod supply;
 pub mod timefmt;
 pub mod trading;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::StoreError;
+pub use ids::{AccountId, new_id};
 
 /// The fixed owner name of controlled data published by a trusted data space (A.1.3).
 pub const CONTROLLED_OWNER: &str = "trusted-data-space";
 /// The fixed registration id shared by all controlled data (A.1.3).
 pub const CONTROLLED_REGISTRATION_ID: &str = "TDS-CONTROLLED";
 
+/// Why the rules refuse a request.
 #[derive(Debug, thiserror::Error)]
 pub enum DomainError {
     /// `field` is a JSON pointer to the offending input, e.g. `/price`.
@@ -46,18 +50,10 @@ pub enum DomainError {
     /// What was asked for is larger than the configured limit of this way of asking.
     #[error("{0}")]
     TooLarge(String),
-    /// Something outside liutong it depends on (a provider's resource_url) failed; retry later.
-    #[error("{0}")]
-    Unavailable(String),
-    /// A plugin this request needed failed (trap, timeout, fuel, memory, a malformed or
-    /// inconsistent answer); the message names the plugin and what happened, and nothing was
-    /// changed.
-    #[error("{0}")]
-    PluginFailed(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// An invariant of liutong's own making does not hold (a bug, or corrupt stored data): the
+    /// request is refused and the cause logged.
+    #[error("invariant violated: {0}")]
+    Invariant(String),
 }
 
 impl DomainError {
@@ -99,7 +95,7 @@ impl Role {
 /// The authenticated account behind a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    pub account_id: String,
+    pub account_id: AccountId,
     pub username: String,
     pub role: Role,
 }
@@ -183,9 +179,4 @@ impl PublicationStatus {
             ))),
         }
     }
-}
-
-/// A fresh identifier: a readable prefix and a time-ordered UUID (v7), so ids sort by creation.
-pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}{}", uuid::Uuid::now_v7().simple())
 }

@@ -4,14 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::matching::Terms;
-use super::money::{minor_to_price, price_to_minor};
-use super::timefmt::{parse_datetime, to_rfc3339};
-use super::{
-    CONTROLLED_OWNER, CONTROLLED_REGISTRATION_ID, Caller, DomainError, PublicationStatus, Role,
-    new_id,
-};
-use crate::store::resources::{OWNER_DATA_TAKEN, REGISTRATION_DATA_TAKEN};
-use crate::store::{Store, now_millis};
+use super::money::Money;
+use super::{AccountId, DomainError, PublicationStatus};
 
 /// Controlled data carries no `data_type` in A.1.3; it is a dataset, which is what it matches.
 pub const CONTROLLED_DATA_TYPE: &str = "dataset";
@@ -22,7 +16,7 @@ pub struct Resource {
     pub id: String,
     pub registration_id: String,
     pub data_id: String,
-    pub owner_account_id: String,
+    pub owner_account_id: AccountId,
     pub owner_name: String,
     pub controlled: bool,
     pub key_words: Vec<String>,
@@ -53,7 +47,7 @@ pub struct Resource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PriceTerms {
     pub free: bool,
-    pub price_minor: i64,
+    pub price: Money,
 }
 
 impl Resource {
@@ -150,294 +144,35 @@ impl From<&Resource> for PublishedDataView {
             owner: r.owner_name.clone(),
             publish_status: r.status.yes_no(),
             free: r.terms.map(|t| if t.free { "true" } else { "false" }),
-            price: r.terms.map(|t| minor_to_price(t.price_minor)),
+            price: r.terms.map(|t| t.price.to_price()),
         }
     }
 }
 
 /// `free: true` means price 0 (a given price must then be 0); `free: false` needs price > 0.
 pub fn price_terms(free: bool, price: Option<f64>) -> Result<PriceTerms, DomainError> {
-    let price_minor = price.map(|p| price_to_minor("/price", p)).transpose()?;
-    match (free, price_minor) {
-        (true, None | Some(0)) => Ok(PriceTerms {
+    let price = price.map(|p| Money::from_price("/price", p)).transpose()?;
+    match (free, price) {
+        (true, None) => Ok(PriceTerms {
             free: true,
-            price_minor: 0,
+            price: Money::ZERO,
+        }),
+        (true, Some(p)) if p.is_zero() => Ok(PriceTerms {
+            free: true,
+            price: Money::ZERO,
         }),
         (true, Some(_)) => Err(DomainError::invalid(
             "/price",
             "must be omitted or 0 when free is true",
         )),
-        (false, Some(p)) if p > 0 => Ok(PriceTerms {
+        (false, Some(p)) if p > Money::ZERO => Ok(PriceTerms {
             free: false,
-            price_minor: p,
+            price: p,
         }),
         (false, _) => Err(DomainError::invalid(
             "/price",
             "is required and must be greater than 0 when free is false",
         )),
-    }
-}
-
-fn conflict_from_store(e: crate::store::StoreError, data_id: &str) -> DomainError {
-    if e.is_unique(OWNER_DATA_TAKEN) || e.is_unique(REGISTRATION_DATA_TAKEN) {
-        DomainError::Conflict(format!(
-            "dataID '{data_id}' is already registered by this owner"
-        ))
-    } else {
-        e.into()
-    }
-}
-
-#[derive(Clone)]
-pub struct Supply {
-    store: Store,
-}
-
-impl Supply {
-    pub fn new(store: Store) -> Self {
-        Supply { store }
-    }
-
-    /// A.1.1: registers a resource owned by the caller; returns its registration id.
-    pub async fn register(
-        &self,
-        caller: &Caller,
-        req: RegisterData,
-    ) -> Result<String, DomainError> {
-        caller.must_be("owner", &req.owner)?;
-        // Deliveries are encrypted to this key: refuse anything age cannot encrypt to now,
-        // rather than at the first sale.
-        crate::crypto::sealing::parse_recipient(&req.public_key)
-            .map_err(|e| DomainError::invalid("/public_key", e.to_string()))?;
-        let collected = parse_datetime("/collection_time", &req.collection_time)?;
-        if !req.data_size.is_finite() || req.data_size < 0.0 {
-            return Err(DomainError::invalid(
-                "/data_size",
-                "must be a finite number ≥ 0",
-            ));
-        }
-        let now = now_millis();
-        let registration_id = new_id("reg_");
-        let resource = Resource {
-            id: registration_id.clone(),
-            registration_id: registration_id.clone(),
-            data_id: req.data_id.clone(),
-            owner_account_id: caller.account_id.clone(),
-            owner_name: caller.username.clone(),
-            controlled: false,
-            key_words: req.key_words,
-            description: Some(req.description),
-            data_type: req.data_type,
-            data_format: Some(req.data_format),
-            data_size: Some(req.data_size),
-            data_category: req.data_category,
-            collection_time: Some(to_rfc3339(collected)),
-            country: Some(req.country),
-            provider_url: req.provider_url,
-            resource_url: Some(req.resource_url),
-            ownership_confirm: Some(req.ownership_confirm),
-            public_key: Some(req.public_key),
-            subscribe_confirm: req.subscribe_confirm,
-            protocol: None,
-            is_open: None,
-            source: None,
-            status: PublicationStatus::Registered,
-            terms: None,
-            usage_restrictions: None,
-            created_at: now,
-            updated_at: now,
-        };
-        self.store
-            .insert_resource(&resource, None)
-            .await
-            .map_err(|e| conflict_from_store(e, &req.data_id))?;
-        Ok(registration_id)
-    }
-
-    /// A.1.2: publishes (or re-publishes with new terms) the caller's registered resource.
-    pub async fn publish(
-        &self,
-        caller: &Caller,
-        req: PublishData,
-    ) -> Result<PublicationStatus, DomainError> {
-        caller.must_be("owner", &req.owner)?;
-        if req.registration_id == CONTROLLED_REGISTRATION_ID {
-            return Err(DomainError::invalid(
-                "/registrationID",
-                "controlled data is published through /publishDatasets",
-            ));
-        }
-        let terms = price_terms(req.free, req.price)?;
-        let resource = self.owned(caller, &req.registration_id, None).await?;
-        let status = resource.status.publish();
-        self.store
-            .set_resource_publication(
-                &resource.id,
-                status,
-                Some(terms),
-                req.usage_restrictions.as_ref(),
-                Some((&resource.data_type, &resource.index_terms())),
-            )
-            .await?;
-        Ok(status)
-    }
-
-    /// A.1.3: publishes controlled data of a trusted data space. The first call for a dataID
-    /// creates it; later calls by the same data space update and re-publish it.
-    pub async fn publish_controlled(
-        &self,
-        caller: &Caller,
-        req: PublishDatasets,
-    ) -> Result<PublicationStatus, DomainError> {
-        caller.require_role(Role::DataSpace)?;
-        if req.owner != CONTROLLED_OWNER {
-            return Err(DomainError::invalid(
-                "/owner",
-                format!("must be the fixed value '{CONTROLLED_OWNER}'"),
-            ));
-        }
-        if req.registration_id != CONTROLLED_REGISTRATION_ID {
-            return Err(DomainError::invalid(
-                "/registrationID",
-                format!("must be the fixed value '{CONTROLLED_REGISTRATION_ID}'"),
-            ));
-        }
-        let terms = price_terms(req.free, req.price)?;
-        let now = now_millis();
-        let existing = self
-            .store
-            .resource_by_ref(CONTROLLED_REGISTRATION_ID, Some(&req.data_id))
-            .await?;
-        if let Some(existing) = &existing
-            && existing.owner_account_id != caller.account_id
-        {
-            return Err(DomainError::Forbidden(format!(
-                "controlled dataID '{}' was published by another data space",
-                req.data_id
-            )));
-        }
-        let resource = Resource {
-            id: existing
-                .as_ref()
-                .map(|r| r.id.clone())
-                .unwrap_or_else(|| new_id("tds_")),
-            registration_id: CONTROLLED_REGISTRATION_ID.to_owned(),
-            data_id: req.data_id.clone(),
-            owner_account_id: caller.account_id.clone(),
-            owner_name: CONTROLLED_OWNER.to_owned(),
-            controlled: true,
-            key_words: req.key_words,
-            description: req.description,
-            data_type: CONTROLLED_DATA_TYPE.to_owned(),
-            data_format: None,
-            data_size: None,
-            data_category: Vec::new(),
-            collection_time: None,
-            country: None,
-            provider_url: None,
-            resource_url: None,
-            ownership_confirm: None,
-            public_key: None,
-            subscribe_confirm: None,
-            protocol: Some(req.protocol),
-            is_open: req.is_open,
-            source: req.source,
-            status: PublicationStatus::Published,
-            terms: Some(terms),
-            usage_restrictions: req.usage_restrictions,
-            created_at: existing.as_ref().map(|r| r.created_at).unwrap_or(now),
-            updated_at: now,
-        };
-        let terms = resource.index_terms();
-        let result = if existing.is_some() {
-            self.store.update_controlled(&resource, &terms).await
-        } else {
-            self.store.insert_resource(&resource, Some(&terms)).await
-        };
-        result.map_err(|e| conflict_from_store(e, &req.data_id))?;
-        Ok(PublicationStatus::Published)
-    }
-
-    /// A.1.4: any authenticated account may look a resource up.
-    pub async fn query(&self, r: &ResourceRef) -> Result<Resource, DomainError> {
-        self.find(r).await
-    }
-
-    /// A.1.5: only the account that owns the resource may revoke it.
-    pub async fn revoke(
-        &self,
-        caller: &Caller,
-        r: &ResourceRef,
-    ) -> Result<PublicationStatus, DomainError> {
-        let resource = self
-            .owned(caller, &r.registration_id, r.data_id.as_deref())
-            .await?;
-        let status = resource.status.revoke("this resource")?;
-        let changed = self
-            .store
-            .revoke_resource(&resource.id, PublicationStatus::Published)
-            .await?;
-        if !changed {
-            return Err(DomainError::InvalidState(
-                "this resource was revoked concurrently".to_owned(),
-            ));
-        }
-        Ok(status)
-    }
-
-    /// Looks a resource up by the annex's reference rules: controlled data needs its dataID;
-    /// for other data a given dataID must agree with the registration.
-    pub async fn find(&self, r: &ResourceRef) -> Result<Resource, DomainError> {
-        let controlled = r.registration_id == CONTROLLED_REGISTRATION_ID;
-        if controlled && r.data_id.is_none() {
-            return Err(DomainError::invalid(
-                "/dataID",
-                "is required for controlled data",
-            ));
-        }
-        let data_id = if controlled {
-            r.data_id.as_deref()
-        } else {
-            None
-        };
-        let resource = self
-            .store
-            .resource_by_ref(&r.registration_id, data_id)
-            .await?
-            .filter(|res| r.data_id.as_deref().is_none_or(|d| d == res.data_id))
-            .ok_or_else(|| {
-                DomainError::NotFound(match &r.data_id {
-                    Some(d) => format!(
-                        "no data resource with registrationID '{}' and dataID '{d}'",
-                        r.registration_id
-                    ),
-                    None => format!(
-                        "no data resource with registrationID '{}'",
-                        r.registration_id
-                    ),
-                })
-            })?;
-        Ok(resource)
-    }
-
-    async fn owned(
-        &self,
-        caller: &Caller,
-        registration_id: &str,
-        data_id: Option<&str>,
-    ) -> Result<Resource, DomainError> {
-        let resource = self
-            .find(&ResourceRef {
-                registration_id: registration_id.to_owned(),
-                data_id: data_id.map(str::to_owned),
-            })
-            .await?;
-        if resource.owner_account_id != caller.account_id {
-            return Err(DomainError::Forbidden(format!(
-                "registrationID '{registration_id}' belongs to another owner"
-            )));
-        }
-        Ok(resource)
     }
 }
 
@@ -451,7 +186,7 @@ mod tests {
             price_terms(true, None).ok(),
             Some(PriceTerms {
                 free: true,
-                price_minor: 0
+                price: Money::ZERO
             })
         );
         assert!(price_terms(true, Some(0.0)).is_ok());
@@ -462,7 +197,7 @@ mod tests {
             price_terms(false, Some(12.5)).ok(),
             Some(PriceTerms {
                 free: false,
-                price_minor: 1250
+                price: Money::from_minor(1250)
             })
         );
     }

@@ -32,6 +32,14 @@ pub fn to_standard(t: OffsetDateTime) -> String {
     t.to_offset(UtcOffset::UTC).format(fmt).unwrap_or_default()
 }
 
+/// Milliseconds since the Unix epoch: the one time representation on disk and in the rules.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
 pub fn from_millis(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)

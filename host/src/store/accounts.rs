@@ -1,65 +1,65 @@
 use sqlx::Row;
 
 use super::{Constraint, Store, StoreError};
+use crate::domain::accounts::{Account, TokenGrant};
+use crate::domain::{AccountId, Caller, Role};
 
-pub const USERNAME_TAKEN: Constraint = Constraint {
+const USERNAME_TAKEN: Constraint = Constraint {
     name: "accounts_username_key",
     sqlite_columns: "accounts.username",
 };
 
-#[derive(Debug, Clone)]
-pub struct AccountRow {
-    pub id: String,
-    pub username: String,
-    pub password_hash: String,
-    pub phone: Option<String>,
-    pub role: String,
-    pub created_at: i64,
+/// What an account insert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum AccountInsert {
+    Created,
+    /// Another account has this username; nothing was written.
+    UsernameTaken,
 }
 
-#[derive(Debug, Clone)]
-pub struct TokenRow {
-    pub account_id: String,
-    pub username: String,
-    pub role: String,
-    pub expires_at: i64,
+fn role_of(text: &str) -> Result<Role, StoreError> {
+    Role::parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown role '{text}'")))
 }
 
-fn account_from_row(row: &sqlx::any::AnyRow) -> Result<AccountRow, sqlx::Error> {
-    Ok(AccountRow {
-        id: row.try_get("id")?,
+fn account_from_row(row: &sqlx::any::AnyRow) -> Result<Account, StoreError> {
+    Ok(Account {
+        id: row.try_get::<String, _>("id")?.into(),
         username: row.try_get("username")?,
         password_hash: row.try_get("password_hash")?,
         phone: row.try_get("phone")?,
-        role: row.try_get("role")?,
+        role: role_of(&row.try_get::<String, _>("role")?)?,
         created_at: row.try_get("created_at")?,
     })
 }
 
 impl Store {
-    pub async fn insert_account(&self, account: &AccountRow) -> Result<(), StoreError> {
+    pub async fn insert_account(&self, account: &Account) -> Result<AccountInsert, StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO accounts (id, username, password_hash, phone, role, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(&account.id)
+        .bind(account.id.as_str())
         .bind(&account.username)
         .bind(&account.password_hash)
         .bind(&account.phone)
-        .bind(&account.role)
+        .bind(account.role.as_str())
         .bind(account.created_at)
         .execute(&mut *tx)
         .await
-        .map_err(|e| StoreError::classify(e, &[USERNAME_TAKEN]))?;
-        tx.commit().await?;
-        Ok(())
+        .map_err(|e| StoreError::classify(e, &[USERNAME_TAKEN]));
+        match inserted {
+            Ok(_) => {
+                tx.commit().await?;
+                Ok(AccountInsert::Created)
+            }
+            Err(StoreError::Unique(_)) => Ok(AccountInsert::UsernameTaken),
+            Err(e) => Err(e),
+        }
     }
 
-    pub async fn account_by_username(
-        &self,
-        username: &str,
-    ) -> Result<Option<AccountRow>, StoreError> {
+    pub async fn account_by_username(&self, username: &str) -> Result<Option<Account>, StoreError> {
         let row = sqlx::query(
             "SELECT id, username, password_hash, phone, role, created_at \
              FROM accounts WHERE username = $1",
@@ -67,12 +67,12 @@ impl Store {
         .bind(username)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(account_from_row).transpose()?)
+        row.as_ref().map(account_from_row).transpose()
     }
 
-    pub async fn any_account_with_role(&self, role: &str) -> Result<bool, StoreError> {
+    pub async fn any_account_with_role(&self, role: Role) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM accounts WHERE role = $1")
-            .bind(role)
+            .bind(role.as_str())
             .fetch_one(&self.pool)
             .await?;
         let n: i64 = row.try_get("n")?;
@@ -82,7 +82,7 @@ impl Store {
     pub async fn insert_token(
         &self,
         token_hash: &str,
-        account_id: &str,
+        account_id: &AccountId,
         expires_at: i64,
         now: i64,
     ) -> Result<(), StoreError> {
@@ -98,7 +98,7 @@ impl Store {
              VALUES ($1, $2, $3, $4)",
         )
         .bind(token_hash)
-        .bind(account_id)
+        .bind(account_id.as_str())
         .bind(expires_at)
         .bind(now)
         .execute(&mut *tx)
@@ -107,7 +107,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn token(&self, token_hash: &str) -> Result<Option<TokenRow>, StoreError> {
+    pub async fn token(&self, token_hash: &str) -> Result<Option<TokenGrant>, StoreError> {
         let row = sqlx::query(
             "SELECT t.account_id, a.username, a.role, t.expires_at \
              FROM auth_tokens t JOIN accounts a ON a.id = t.account_id \
@@ -117,10 +117,12 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        Ok(Some(TokenRow {
-            account_id: row.try_get("account_id")?,
-            username: row.try_get("username")?,
-            role: row.try_get("role")?,
+        Ok(Some(TokenGrant {
+            caller: Caller {
+                account_id: row.try_get::<String, _>("account_id")?.into(),
+                username: row.try_get("username")?,
+                role: role_of(&row.try_get::<String, _>("role")?)?,
+            },
             expires_at: row.try_get("expires_at")?,
         }))
     }

@@ -3,6 +3,7 @@
 use sqlx::Row;
 
 use super::{Store, StoreError};
+use crate::domain::AccountId;
 
 /// A provider's uploaded (encrypted) data file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +27,7 @@ pub struct SealedKey {
 impl Store {
     pub async fn set_account_delivery_key(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         recipient: &str,
         now: i64,
     ) -> Result<(), StoreError> {
@@ -37,7 +38,7 @@ impl Store {
              ON CONFLICT (account_id) DO UPDATE \
                SET recipient = excluded.recipient, updated_at = excluded.updated_at",
         )
-        .bind(account_id)
+        .bind(account_id.as_str())
         .bind(recipient)
         .bind(now)
         .execute(&mut *tx)
@@ -48,10 +49,10 @@ impl Store {
 
     pub async fn account_delivery_key(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
     ) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT recipient FROM account_delivery_keys WHERE account_id = $1")
-            .bind(account_id)
+            .bind(account_id.as_str())
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|r| r.try_get("recipient")).transpose()?)

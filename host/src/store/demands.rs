@@ -5,10 +5,11 @@ use sqlx::any::AnyRow;
 
 use super::matching::{delete_terms, replace_terms};
 use super::resources::conditional_status;
-use super::{Store, StoreError, decode_string_list, encode_string_list, now_millis};
+use super::{Store, StoreError, decode_string_list, encode_string_list};
 use crate::domain::PublicationStatus;
 use crate::domain::demand::Demand;
 use crate::domain::matching::{Side, Terms};
+use crate::domain::timefmt::now_millis;
 
 const COLUMNS: &str = "id, demander_account_id, demander_name, data_category, key_words, \
     description, data_type, subscribe_confirm, status, created_at, updated_at";
@@ -17,7 +18,7 @@ fn demand_from_row(row: &AnyRow) -> Result<Demand, StoreError> {
     let status: String = row.try_get("status")?;
     Ok(Demand {
         id: row.try_get("id")?,
-        demander_account_id: row.try_get("demander_account_id")?,
+        demander_account_id: row.try_get::<String, _>("demander_account_id")?.into(),
         demander_name: row.try_get("demander_name")?,
         data_category: decode_string_list(&row.try_get::<String, _>("data_category")?)?,
         key_words: decode_string_list(&row.try_get::<String, _>("key_words")?)?,
@@ -41,7 +42,7 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&d.id)
-        .bind(&d.demander_account_id)
+        .bind(d.demander_account_id.as_str())
         .bind(&d.demander_name)
         .bind(encode_string_list(&d.data_category))
         .bind(encode_string_list(&d.key_words))

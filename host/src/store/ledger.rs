@@ -4,9 +4,10 @@
 use sqlx::Row;
 
 use super::{Constraint, Store, StoreError, Tx};
-use crate::domain::ledger::{LedgerAudit, LedgerTransaction, TransactionKind};
+use crate::domain::ledger::{LedgerAudit, LedgerTransaction, MAX_BALANCE, TransactionKind};
+use crate::domain::money::Money;
 
-pub const LEDGER_REFERENCE_TAKEN: Constraint = Constraint {
+const LEDGER_REFERENCE_TAKEN: Constraint = Constraint {
     name: "ledger_transactions_reference_key",
     sqlite_columns: "ledger_transactions.kind, ledger_transactions.reference",
 };
@@ -20,6 +21,8 @@ pub enum PostOutcome {
     LimitReached {
         account: String,
     },
+    /// A transaction of this kind with this reference exists already; nothing was written.
+    ReferenceTaken,
 }
 
 /// A stored transaction header.
@@ -34,7 +37,7 @@ pub struct StoredTransaction {
 /// account), each with a conditional update that refuses to cross the account's floor or the
 /// maximum, so concurrent debits of one account serialise on its row and never overdraw it.
 pub(crate) async fn post(tx: &mut Tx, t: &LedgerTransaction) -> Result<PostOutcome, StoreError> {
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO ledger_transactions (id, kind, reference, request, created_at) \
          VALUES ($1, $2, $3, $4, $5)",
     )
@@ -45,7 +48,12 @@ pub(crate) async fn post(tx: &mut Tx, t: &LedgerTransaction) -> Result<PostOutco
     .bind(t.created_at)
     .execute(&mut **tx)
     .await
-    .map_err(|e| StoreError::classify(e, &[LEDGER_REFERENCE_TAKEN]))?;
+    .map_err(|e| StoreError::classify(e, &[LEDGER_REFERENCE_TAKEN]));
+    match inserted {
+        Ok(_) => {}
+        Err(StoreError::Unique(_)) => return Ok(PostOutcome::ReferenceTaken),
+        Err(e) => return Err(e),
+    }
     for p in &t.postings {
         sqlx::query(
             "INSERT INTO ledger_balances (account, kind, balance) VALUES ($1, $2, 0) \
@@ -59,10 +67,10 @@ pub(crate) async fn post(tx: &mut Tx, t: &LedgerTransaction) -> Result<PostOutco
             "UPDATE ledger_balances SET balance = balance + $1 \
              WHERE account = $2 AND balance + $1 >= $3 AND balance + $1 <= $4",
         )
-        .bind(p.amount)
+        .bind(p.amount.minor())
         .bind(&p.account)
-        .bind(p.kind.floor())
-        .bind(crate::domain::ledger::MAX_BALANCE_MINOR)
+        .bind(p.kind.floor().minor())
+        .bind(MAX_BALANCE.minor())
         .execute(&mut **tx)
         .await?;
         if done.rows_affected() != 1 {
@@ -75,7 +83,7 @@ pub(crate) async fn post(tx: &mut Tx, t: &LedgerTransaction) -> Result<PostOutco
         )
         .bind(&t.id)
         .bind(&p.account)
-        .bind(p.amount)
+        .bind(p.amount.minor())
         .execute(&mut **tx)
         .await?;
     }
@@ -120,15 +128,15 @@ impl Store {
     }
 
     /// An account's balance; 0 when it has never been posted to.
-    pub async fn ledger_balance(&self, account: &str) -> Result<i64, StoreError> {
+    pub async fn ledger_balance(&self, account: &str) -> Result<Money, StoreError> {
         let row = sqlx::query("SELECT balance FROM ledger_balances WHERE account = $1")
             .bind(account)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match row {
+        Ok(Money::from_minor(match row {
             Some(row) => row.try_get("balance")?,
             None => 0,
-        })
+        }))
     }
 
     /// The ledger's invariants, read in one statement so that both databases answer from one

@@ -238,14 +238,6 @@ fn create_sqlite_parent_dir(url: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Milliseconds since the Unix epoch: the one time representation on disk.
-pub fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 /// Reads a JSON array of strings stored in a TEXT column.
 pub(crate) fn decode_string_list(text: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("string list: {e}")))

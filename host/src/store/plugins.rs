@@ -5,97 +5,53 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Constraint, Store, StoreError, Tx};
+use liutong_plugin_runtime::PluginKind;
 
-pub const PLUGIN_VERSIONS_PKEY: Constraint = Constraint {
+use super::{Constraint, Store, StoreError, Tx};
+use crate::domain::plugins::{
+    BillingRule, InstalledPlugin, InstalledVersion, PluginCallFilter, PluginCallRecord,
+};
+
+const PLUGIN_VERSIONS_PKEY: Constraint = Constraint {
     name: "plugin_versions_pkey",
     sqlite_columns: "plugin_versions.plugin_id, plugin_versions.version",
 };
-pub const PLUGINS_ACTIVE_VERSION_FKEY: Constraint = Constraint {
-    name: "plugins_active_version_fkey",
-    sqlite_columns: "",
-};
-pub const PLUGIN_DEFAULTS_PLUGIN_FKEY: Constraint = Constraint {
-    name: "plugin_defaults_plugin_fkey",
-    sqlite_columns: "",
-};
-pub const RESOURCE_BILLING_RESOURCE_FKEY: Constraint = Constraint {
+const RESOURCE_BILLING_RESOURCE_FKEY: Constraint = Constraint {
     name: "resource_billing_resource_fkey",
     sqlite_columns: "",
 };
 
-/// One installed version, without its package bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PluginVersionRow {
-    pub plugin_id: String,
-    pub version: String,
-    pub kind: String,
-    pub wit_version: String,
-    pub component_sha256: String,
-    pub publisher: String,
-    pub key_id: String,
-    pub description: String,
-    pub manifest: String,
-    pub installed_by: String,
-    pub installed_at: i64,
+/// What installing a version did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum VersionInsert {
+    Installed,
+    /// This plugin already has this version; nothing was written.
+    VersionExists,
 }
 
-/// A plugin id: its kind, active version and whether it serves calls.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PluginRow {
-    pub plugin_id: String,
-    pub kind: String,
-    pub active_version: String,
-    pub enabled: bool,
-    pub updated_at: i64,
+/// Whether a billing rule was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum RuleWrite {
+    Stored,
+    /// The resource does not exist (any more); nothing was written.
+    UnknownResource,
 }
 
-/// The billing rule chosen for one resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResourceBillingRow {
-    pub resource_id: String,
-    pub plugin_id: String,
-    /// JSON object text.
-    pub config: String,
-}
-
-/// One plugin call, as audited.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PluginCallRow {
-    pub id: String,
-    pub at: i64,
-    pub plugin_id: String,
-    pub version: String,
-    pub component_sha256: String,
-    pub kind: String,
-    pub operation: String,
-    pub caller: String,
-    pub subject: String,
-    pub input_sha256: String,
-    /// `ok`, `rejected` or `failed`.
-    pub outcome: String,
-    pub error: Option<String>,
-    pub fuel_used: Option<i64>,
-    pub duration_us: i64,
-}
-
-/// Which audited calls to list.
-#[derive(Debug, Clone, Default)]
-pub struct PluginCallFilter {
-    pub plugin_id: Option<String>,
-    pub outcome: Option<String>,
-    pub limit: i64,
-    pub offset: i64,
+fn kind_of(text: &str) -> Result<PluginKind, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unknown plugin kind '{text}'")))
 }
 
 const VERSION_COLUMNS: &str = "plugin_id, version, kind, wit_version, component_sha256, \
      publisher, key_id, description, manifest, installed_by, installed_at";
 
-fn version_row(r: &AnyRow) -> Result<PluginVersionRow, StoreError> {
-    Ok(PluginVersionRow {
+fn version_row(r: &AnyRow) -> Result<InstalledVersion, StoreError> {
+    Ok(InstalledVersion {
         plugin_id: r.try_get("plugin_id")?,
         version: r.try_get("version")?,
-        kind: r.try_get("kind")?,
+        kind: kind_of(&r.try_get::<String, _>("kind")?)?,
         wit_version: r.try_get("wit_version")?,
         component_sha256: r.try_get("component_sha256")?,
         publisher: r.try_get("publisher")?,
@@ -107,11 +63,11 @@ fn version_row(r: &AnyRow) -> Result<PluginVersionRow, StoreError> {
     })
 }
 
-fn plugin_row(r: &AnyRow) -> Result<PluginRow, StoreError> {
+fn plugin_row(r: &AnyRow) -> Result<InstalledPlugin, StoreError> {
     let enabled: i64 = r.try_get("enabled")?;
-    Ok(PluginRow {
+    Ok(InstalledPlugin {
         plugin_id: r.try_get("plugin_id")?,
-        kind: r.try_get("kind")?,
+        kind: kind_of(&r.try_get::<String, _>("kind")?)?,
         active_version: r.try_get("active_version")?,
         enabled: enabled != 0,
         updated_at: r.try_get("updated_at")?,
@@ -138,7 +94,7 @@ impl Store {
         &self,
         plugin_id: &str,
         version: &str,
-    ) -> Result<Option<PluginVersionRow>, StoreError> {
+    ) -> Result<Option<InstalledVersion>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {VERSION_COLUMNS} FROM plugin_versions WHERE plugin_id = $1 AND version = $2"
         )))
@@ -149,7 +105,7 @@ impl Store {
         row.as_ref().map(version_row).transpose()
     }
 
-    pub async fn plugin_versions(&self) -> Result<Vec<PluginVersionRow>, StoreError> {
+    pub async fn plugin_versions(&self) -> Result<Vec<InstalledVersion>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {VERSION_COLUMNS} FROM plugin_versions ORDER BY plugin_id, installed_at"
         )))
@@ -174,7 +130,7 @@ impl Store {
         Ok(row.map(|r| r.try_get("package")).transpose()?)
     }
 
-    pub async fn plugins(&self) -> Result<Vec<PluginRow>, StoreError> {
+    pub async fn plugins(&self) -> Result<Vec<InstalledPlugin>, StoreError> {
         let rows = sqlx::query(
             "SELECT plugin_id, kind, active_version, enabled, updated_at FROM plugins \
              ORDER BY plugin_id",
@@ -184,7 +140,7 @@ impl Store {
         rows.iter().map(plugin_row).collect()
     }
 
-    pub async fn plugin(&self, plugin_id: &str) -> Result<Option<PluginRow>, StoreError> {
+    pub async fn plugin(&self, plugin_id: &str) -> Result<Option<InstalledPlugin>, StoreError> {
         let row = sqlx::query(
             "SELECT plugin_id, kind, active_version, enabled, updated_at FROM plugins \
              WHERE plugin_id = $1",
@@ -196,30 +152,35 @@ impl Store {
     }
 
     /// (kind, plugin id) of every default.
-    pub async fn plugin_defaults(&self) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn plugin_defaults(&self) -> Result<Vec<(PluginKind, String)>, StoreError> {
         let rows = sqlx::query("SELECT kind, plugin_id FROM plugin_defaults ORDER BY kind")
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("kind")?, r.try_get("plugin_id")?)))
+            .map(|r| {
+                Ok((
+                    kind_of(&r.try_get::<String, _>("kind")?)?,
+                    r.try_get("plugin_id")?,
+                ))
+            })
             .collect()
     }
 
     /// Stores a new version and makes it the plugin's active one (a new plugin id starts
-    /// enabled). Fails with `Unique(PLUGIN_VERSIONS_PKEY)` when that version exists.
+    /// enabled), unless that version exists.
     pub async fn install_plugin_version(
         &self,
-        row: &PluginVersionRow,
+        row: &InstalledVersion,
         package: &[u8],
-    ) -> Result<(), StoreError> {
+    ) -> Result<VersionInsert, StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO plugin_versions ({VERSION_COLUMNS}, package) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         )))
         .bind(&row.plugin_id)
         .bind(&row.version)
-        .bind(&row.kind)
+        .bind(row.kind.as_str())
         .bind(&row.wit_version)
         .bind(&row.component_sha256)
         .bind(&row.publisher)
@@ -231,7 +192,12 @@ impl Store {
         .bind(package)
         .execute(&mut *tx)
         .await
-        .map_err(|e| StoreError::classify(e, &[PLUGIN_VERSIONS_PKEY]))?;
+        .map_err(|e| StoreError::classify(e, &[PLUGIN_VERSIONS_PKEY]));
+        match inserted {
+            Ok(_) => {}
+            Err(StoreError::Unique(_)) => return Ok(VersionInsert::VersionExists),
+            Err(e) => return Err(e),
+        }
         sqlx::query(
             "INSERT INTO plugins (plugin_id, kind, active_version, enabled, updated_at) \
              VALUES ($1, $2, $3, 1, $4) \
@@ -239,14 +205,14 @@ impl Store {
                SET active_version = excluded.active_version, updated_at = excluded.updated_at",
         )
         .bind(&row.plugin_id)
-        .bind(&row.kind)
+        .bind(row.kind.as_str())
         .bind(&row.version)
         .bind(row.installed_at)
         .execute(&mut *tx)
         .await?;
         bump_generation(&mut tx).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(VersionInsert::Installed)
     }
 
     /// Returns false when the plugin id is unknown.
@@ -272,7 +238,7 @@ impl Store {
     }
 
     /// Makes an installed version the active one. Returns false when the plugin id is
-    /// unknown; a version that is not installed violates `PLUGINS_ACTIVE_VERSION_FKEY`.
+    /// unknown; the version must be installed (a foreign key enforces it).
     pub async fn activate_plugin_version(
         &self,
         plugin_id: &str,
@@ -287,8 +253,7 @@ impl Store {
         .bind(version)
         .bind(now)
         .execute(&mut *tx)
-        .await
-        .map_err(|e| StoreError::classify(e, &[PLUGINS_ACTIVE_VERSION_FKEY]))?
+        .await?
         .rows_affected()
             > 0;
         bump_generation(&mut tx).await?;
@@ -296,17 +261,21 @@ impl Store {
         Ok(done)
     }
 
-    pub async fn set_plugin_default(&self, kind: &str, plugin_id: &str) -> Result<(), StoreError> {
+    /// Makes an installed plugin the default of its kind (a foreign key enforces it exists).
+    pub async fn set_plugin_default(
+        &self,
+        kind: PluginKind,
+        plugin_id: &str,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO plugin_defaults (kind, plugin_id) VALUES ($1, $2) \
              ON CONFLICT (kind) DO UPDATE SET plugin_id = excluded.plugin_id",
         )
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(plugin_id)
         .execute(&mut *tx)
-        .await
-        .map_err(|e| StoreError::classify(e, &[PLUGIN_DEFAULTS_PLUGIN_FKEY]))?;
+        .await?;
         bump_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(())
@@ -314,12 +283,12 @@ impl Store {
 
     pub async fn set_resource_billing(
         &self,
-        row: &ResourceBillingRow,
+        row: &BillingRule,
         updated_by: &str,
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<RuleWrite, StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        let written = sqlx::query(
             "INSERT INTO resource_billing (resource_id, plugin_id, config, updated_by, updated_at) \
              VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (resource_id) DO UPDATE \
@@ -333,19 +302,24 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await
-        .map_err(|e| StoreError::classify(e, &[RESOURCE_BILLING_RESOURCE_FKEY]))?;
+        .map_err(|e| StoreError::classify(e, &[RESOURCE_BILLING_RESOURCE_FKEY]));
+        match written {
+            Ok(_) => {}
+            Err(StoreError::ForeignKey(_)) => return Ok(RuleWrite::UnknownResource),
+            Err(e) => return Err(e),
+        }
         bump_generation(&mut tx).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(RuleWrite::Stored)
     }
 
-    pub async fn resource_billing_rules(&self) -> Result<Vec<ResourceBillingRow>, StoreError> {
+    pub async fn resource_billing_rules(&self) -> Result<Vec<BillingRule>, StoreError> {
         let rows = sqlx::query("SELECT resource_id, plugin_id, config FROM resource_billing")
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
             .map(|r| {
-                Ok(ResourceBillingRow {
+                Ok(BillingRule {
                     resource_id: r.try_get("resource_id")?,
                     plugin_id: r.try_get("plugin_id")?,
                     config: r.try_get("config")?,
@@ -355,7 +329,7 @@ impl Store {
     }
 
     /// Appends audited calls in one transaction.
-    pub async fn insert_plugin_calls(&self, calls: &[PluginCallRow]) -> Result<(), StoreError> {
+    pub async fn insert_plugin_calls(&self, calls: &[PluginCallRecord]) -> Result<(), StoreError> {
         if calls.is_empty() {
             return Ok(());
         }
@@ -372,7 +346,7 @@ impl Store {
             .bind(&c.plugin_id)
             .bind(&c.version)
             .bind(&c.component_sha256)
-            .bind(&c.kind)
+            .bind(c.kind.as_str())
             .bind(&c.operation)
             .bind(&c.caller)
             .bind(&c.subject)
@@ -392,7 +366,7 @@ impl Store {
     pub async fn plugin_calls(
         &self,
         filter: &PluginCallFilter,
-    ) -> Result<(Vec<PluginCallRow>, i64), StoreError> {
+    ) -> Result<(Vec<PluginCallRecord>, i64), StoreError> {
         // Both filters are optional: `$1 IS NULL OR …` keeps one statement for every case.
         let condition = "($1 IS NULL OR plugin_id = $1) AND ($2 IS NULL OR outcome = $2)";
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -417,13 +391,13 @@ impl Store {
         let calls = rows
             .iter()
             .map(|r| {
-                Ok(PluginCallRow {
+                Ok(PluginCallRecord {
                     id: r.try_get("id")?,
                     at: r.try_get("at")?,
                     plugin_id: r.try_get("plugin_id")?,
                     version: r.try_get("version")?,
                     component_sha256: r.try_get("component_sha256")?,
-                    kind: r.try_get("kind")?,
+                    kind: kind_of(&r.try_get::<String, _>("kind")?)?,
                     operation: r.try_get("operation")?,
                     caller: r.try_get("caller")?,
                     subject: r.try_get("subject")?,

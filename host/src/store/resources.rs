@@ -4,21 +4,31 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::matching::{delete_terms, replace_terms};
-use super::{
-    Constraint, Store, StoreError, Tx, decode_string_list, encode_string_list, now_millis,
-};
+use super::{Constraint, Store, StoreError, Tx, decode_string_list, encode_string_list};
 use crate::domain::PublicationStatus;
 use crate::domain::matching::{Side, Terms};
+use crate::domain::money::Money;
 use crate::domain::supply::{PriceTerms, Resource};
+use crate::domain::timefmt::now_millis;
 
-pub const REGISTRATION_DATA_TAKEN: Constraint = Constraint {
+const REGISTRATION_DATA_TAKEN: Constraint = Constraint {
     name: "resources_registration_data_key",
     sqlite_columns: "resources.registration_id, resources.data_id",
 };
-pub const OWNER_DATA_TAKEN: Constraint = Constraint {
+const OWNER_DATA_TAKEN: Constraint = Constraint {
     name: "resources_owner_data_key",
     sqlite_columns: "resources.owner_name, resources.data_id",
 };
+
+/// What a resource insert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum ResourceInsert {
+    Created,
+    /// The owner (or, for controlled data, the fixed registration id) already has this
+    /// dataID; nothing was written.
+    DataIdTaken,
+}
 
 const COLUMNS: &str = "id, registration_id, data_id, owner_account_id, owner_name, controlled, \
     key_words, description, data_type, data_format, data_size, data_category, collection_time, \
@@ -39,7 +49,7 @@ pub(crate) fn resource_from_row(row: &AnyRow) -> Result<Resource, StoreError> {
         id: row.try_get("id")?,
         registration_id: row.try_get("registration_id")?,
         data_id: row.try_get("data_id")?,
-        owner_account_id: row.try_get("owner_account_id")?,
+        owner_account_id: row.try_get::<String, _>("owner_account_id")?.into(),
         owner_name: row.try_get("owner_name")?,
         controlled: controlled != 0,
         key_words: decode_string_list(&row.try_get::<String, _>("key_words")?)?,
@@ -63,7 +73,7 @@ pub(crate) fn resource_from_row(row: &AnyRow) -> Result<Resource, StoreError> {
         terms: match (free, price_minor) {
             (Some(f), Some(p)) => Some(PriceTerms {
                 free: f != 0,
-                price_minor: p,
+                price: Money::from_minor(p),
             }),
             _ => None,
         },
@@ -80,10 +90,10 @@ impl Store {
         &self,
         r: &Resource,
         index: Option<&Terms>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<ResourceInsert, StoreError> {
         let candidates = [REGISTRATION_DATA_TAKEN, OWNER_DATA_TAKEN];
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO resources (id, registration_id, data_id, owner_account_id, owner_name, \
                controlled, key_words, description, data_type, data_format, data_size, \
                data_category, collection_time, country, provider_url, resource_url, \
@@ -95,7 +105,7 @@ impl Store {
         .bind(&r.id)
         .bind(&r.registration_id)
         .bind(&r.data_id)
-        .bind(&r.owner_account_id)
+        .bind(r.owner_account_id.as_str())
         .bind(&r.owner_name)
         .bind(i64::from(r.controlled))
         .bind(encode_string_list(&r.key_words))
@@ -116,18 +126,23 @@ impl Store {
         .bind(&r.source)
         .bind(r.status.as_str())
         .bind(r.terms.map(|t| i64::from(t.free)))
-        .bind(r.terms.map(|t| t.price_minor))
+        .bind(r.terms.map(|t| t.price.minor()))
         .bind(r.created_at)
         .bind(r.updated_at)
         .bind(r.usage_restrictions.as_ref().map(|v| v.to_string()))
         .execute(&mut *tx)
         .await
-        .map_err(|e| StoreError::classify(e, &candidates))?;
+        .map_err(|e| StoreError::classify(e, &candidates));
+        match inserted {
+            Ok(_) => {}
+            Err(StoreError::Unique(_)) => return Ok(ResourceInsert::DataIdTaken),
+            Err(e) => return Err(e),
+        }
         if let Some(terms) = index {
             replace_terms(&mut tx, Side::Resource, &r.id, &r.data_type, terms).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(ResourceInsert::Created)
     }
 
     /// Rewrites a controlled item's descriptive fields and terms, and (re-)publishes it.
@@ -147,7 +162,7 @@ impl Store {
         .bind(&r.source)
         .bind(r.status.as_str())
         .bind(r.terms.map(|t| i64::from(t.free)))
-        .bind(r.terms.map(|t| t.price_minor))
+        .bind(r.terms.map(|t| t.price.minor()))
         .bind(r.updated_at)
         .bind(r.usage_restrictions.as_ref().map(|v| v.to_string()))
         .execute(&mut *tx)
@@ -241,7 +256,7 @@ impl Store {
         .bind(id)
         .bind(status.as_str())
         .bind(terms.map(|t| i64::from(t.free)))
-        .bind(terms.map(|t| t.price_minor))
+        .bind(terms.map(|t| t.price.minor()))
         .bind(now_millis())
         .bind(usage_restrictions.map(|v| v.to_string()))
         .execute(&mut *tx)

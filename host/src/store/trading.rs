@@ -7,12 +7,14 @@ use sqlx::any::AnyRow;
 use super::ledger::{PostOutcome, post};
 use super::{Constraint, Store, StoreError, Tx};
 use crate::domain::ledger::LedgerTransaction;
+use crate::domain::money::Money;
 use crate::domain::trading::{
-    Confirmation, ConfirmationStatus, DeliveryRecord, LicenseRecord, SettlementRecord,
+    Confirmation, ConfirmationStatus, DeliveryRecord, LicenseRecord, SettlementContext,
+    SettlementRecord,
 };
 
 /// The lock: one live (confirmed or settled) confirmation per demand.
-pub const CONFIRMATION_LIVE: Constraint = Constraint {
+const CONFIRMATION_LIVE: Constraint = Constraint {
     name: "confirmations_live_demand_key",
     sqlite_columns: "confirmations.demand_id",
 };
@@ -39,11 +41,11 @@ fn confirmation_from_row(row: &AnyRow) -> Result<Confirmation, StoreError> {
         registration_id: row.try_get("registration_id")?,
         data_id: row.try_get("data_id")?,
         controlled: controlled != 0,
-        seller_account_id: row.try_get("seller_account_id")?,
+        seller_account_id: row.try_get::<String, _>("seller_account_id")?.into(),
         seller_name: row.try_get("seller_name")?,
-        buyer_account_id: row.try_get("buyer_account_id")?,
+        buyer_account_id: row.try_get::<String, _>("buyer_account_id")?.into(),
         buyer_name: row.try_get("buyer_name")?,
-        price_minor: row.try_get("price_minor")?,
+        price: Money::from_minor(row.try_get("price_minor")?),
         usage_restrictions: json_column(row, "usage_restrictions")?,
         status: ConfirmationStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("confirmation status '{status}'")))?,
@@ -58,12 +60,34 @@ fn license_from_row(row: &AnyRow) -> Result<LicenseRecord, StoreError> {
         id: row.try_get("id")?,
         confirm_id: row.try_get("confirm_id")?,
         resource_id: row.try_get("resource_id")?,
-        licensee_account_id: row.try_get("licensee_account_id")?,
+        licensee_account_id: row.try_get::<String, _>("licensee_account_id")?.into(),
         document: json_column(row, "document")?,
         starts_at: row.try_get("starts_at")?,
         ends_at: row.try_get("ends_at")?,
         issued_at: row.try_get("issued_at")?,
         superseded_by: row.try_get("superseded_by")?,
+    })
+}
+
+/// The settlement columns of a row (`settled_at` under the name given).
+fn settlement_from_row(
+    row: &AnyRow,
+    confirm_id: String,
+    receipt_id: String,
+    settled_at: &str,
+) -> Result<SettlementRecord, StoreError> {
+    let private_key: Option<String> = row.try_get("private_key")?;
+    Ok(SettlementRecord {
+        confirm_id,
+        receipt_id,
+        ledger_transaction_id: row.try_get("ledger_transaction_id")?,
+        amount: Money::from_minor(row.try_get("amount_minor")?),
+        payment_proof: json_column(row, "payment_proof")?,
+        private_key: private_key
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("private_key: {e}")))?,
+        settled_at: row.try_get(settled_at)?,
     })
 }
 
@@ -75,6 +99,15 @@ pub struct SettlementWrite {
     pub ledger: LedgerTransaction,
     pub settlement: SettlementRecord,
     pub license: LicenseRecord,
+}
+
+/// What a confirmation insert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum ConfirmationInsert {
+    Created,
+    /// The demand already has a live (confirmed or settled) confirmation; nothing was written.
+    DemandAlreadyBound,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +132,7 @@ async fn insert_license(tx: &mut Tx, l: &LicenseRecord) -> Result<(), StoreError
     .bind(&l.id)
     .bind(&l.confirm_id)
     .bind(&l.resource_id)
-    .bind(&l.licensee_account_id)
+    .bind(l.licensee_account_id.as_str())
     .bind(l.document.to_string())
     .bind(l.starts_at)
     .bind(l.ends_at)
@@ -113,7 +146,10 @@ impl Store {
     /// Inserts a confirmation, first expiring the demand's overdue unsettled one so that its
     /// lock is released. A second live confirmation of the demand violates
     /// `CONFIRMATION_LIVE`, also when both are attempted at once.
-    pub async fn insert_confirmation(&self, c: &Confirmation) -> Result<(), StoreError> {
+    pub async fn insert_confirmation(
+        &self,
+        c: &Confirmation,
+    ) -> Result<ConfirmationInsert, StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE confirmations SET status = 'expired' \
@@ -123,7 +159,7 @@ impl Store {
         .bind(c.created_at)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO confirmations ({CONFIRMATION_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         )))
@@ -133,11 +169,11 @@ impl Store {
         .bind(&c.registration_id)
         .bind(&c.data_id)
         .bind(i64::from(c.controlled))
-        .bind(&c.seller_account_id)
+        .bind(c.seller_account_id.as_str())
         .bind(&c.seller_name)
-        .bind(&c.buyer_account_id)
+        .bind(c.buyer_account_id.as_str())
         .bind(&c.buyer_name)
-        .bind(c.price_minor)
+        .bind(c.price.minor())
         .bind(c.usage_restrictions.to_string())
         .bind(c.status.as_str())
         .bind(c.created_at)
@@ -145,9 +181,15 @@ impl Store {
         .bind(c.settled_at)
         .execute(&mut *tx)
         .await
-        .map_err(|e| StoreError::classify(e, &[CONFIRMATION_LIVE]))?;
-        tx.commit().await?;
-        Ok(())
+        .map_err(|e| StoreError::classify(e, &[CONFIRMATION_LIVE]));
+        match inserted {
+            Ok(_) => {
+                tx.commit().await?;
+                Ok(ConfirmationInsert::Created)
+            }
+            Err(StoreError::Unique(_)) => Ok(ConfirmationInsert::DemandAlreadyBound),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn confirmation(&self, id: &str) -> Result<Option<Confirmation>, StoreError> {
@@ -158,6 +200,66 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(confirmation_from_row).transpose()
+    }
+
+    /// Everything settling `confirm_id` needs, in one statement: the confirmation, its
+    /// resource's type and URL, an existing settlement with its current license, the buyer's
+    /// recipient, the provider's sealed key and whether a data file was uploaded.
+    pub async fn settlement_context(
+        &self,
+        confirm_id: &str,
+    ) -> Result<Option<SettlementContext>, StoreError> {
+        let row = sqlx::query(
+            "SELECT c.id, c.demand_id, c.resource_id, c.registration_id, c.data_id, \
+               c.controlled, c.seller_account_id, c.seller_name, c.buyer_account_id, \
+               c.buyer_name, c.price_minor, c.usage_restrictions, c.status, c.created_at, \
+               c.expires_at, c.settled_at, \
+               r.data_type, r.resource_url, \
+               s.receipt_id, s.ledger_transaction_id, s.amount_minor, s.payment_proof, \
+               s.private_key, s.settled_at AS s_settled_at, \
+               (SELECT l.document FROM licenses l \
+                  WHERE l.confirm_id = c.id AND l.superseded_by IS NULL \
+                  ORDER BY l.issued_at DESC, l.id DESC LIMIT 1) AS license, \
+               ak.recipient AS buyer_recipient, dk.sealed AS sealed_key, \
+               f.object_key AS file_key \
+             FROM confirmations c \
+             JOIN resources r ON r.id = c.resource_id \
+             LEFT JOIN settlements s ON s.confirm_id = c.id \
+             LEFT JOIN account_delivery_keys ak ON ak.account_id = c.buyer_account_id \
+             LEFT JOIN resource_delivery_keys dk ON dk.resource_id = c.resource_id \
+             LEFT JOIN resource_files f ON f.resource_id = c.resource_id \
+             WHERE c.id = $1",
+        )
+        .bind(confirm_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let confirmation = confirmation_from_row(&row)?;
+        let receipt_id: Option<String> = row.try_get("receipt_id")?;
+        let settled = match receipt_id {
+            None => None,
+            Some(receipt_id) => {
+                let license: Option<String> = row.try_get("license")?;
+                let license = license.ok_or_else(|| {
+                    StoreError::Corrupt(format!("settlement {confirm_id} has no license"))
+                })?;
+                Some((
+                    settlement_from_row(&row, confirmation.id.clone(), receipt_id, "s_settled_at")?,
+                    serde_json::from_str(&license)
+                        .map_err(|e| StoreError::Corrupt(format!("license: {e}")))?,
+                ))
+            }
+        };
+        let file_key: Option<String> = row.try_get("file_key")?;
+        Ok(Some(SettlementContext {
+            confirmation,
+            data_type: row.try_get("data_type")?,
+            resource_url: row.try_get("resource_url")?,
+            settled,
+            buyer_recipient: row.try_get("buyer_recipient")?,
+            sealed_key: row.try_get("sealed_key")?,
+            has_file: file_key.is_some(),
+        }))
     }
 
     pub async fn settlement(
@@ -173,19 +275,8 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let private_key: Option<String> = row.try_get("private_key")?;
-        Ok(Some(SettlementRecord {
-            confirm_id: row.try_get("confirm_id")?,
-            receipt_id: row.try_get("receipt_id")?,
-            ledger_transaction_id: row.try_get("ledger_transaction_id")?,
-            amount_minor: row.try_get("amount_minor")?,
-            payment_proof: json_column(&row, "payment_proof")?,
-            private_key: private_key
-                .map(|t| serde_json::from_str(&t))
-                .transpose()
-                .map_err(|e| StoreError::Corrupt(format!("private_key: {e}")))?,
-            settled_at: row.try_get("settled_at")?,
-        }))
+        let receipt_id = row.try_get("receipt_id")?;
+        settlement_from_row(&row, confirm_id.to_owned(), receipt_id, "settled_at").map(Some)
     }
 
     /// Settles a confirmation: marks it settled (only if it is still confirmed and not
@@ -216,9 +307,18 @@ impl Store {
                 _ => SettleOutcome::NotSettleable,
             });
         }
-        if let PostOutcome::LimitReached { account } = post(&mut tx, &w.ledger).await? {
-            tx.rollback().await?;
-            return Ok(SettleOutcome::LimitReached { account });
+        match post(&mut tx, &w.ledger).await? {
+            PostOutcome::Posted => {}
+            PostOutcome::LimitReached { account } => {
+                tx.rollback().await?;
+                return Ok(SettleOutcome::LimitReached { account });
+            }
+            // The confirmation's row serialises its settlements, so its ledger reference can
+            // only be taken by a settlement that committed: this one is a repetition.
+            PostOutcome::ReferenceTaken => {
+                tx.rollback().await?;
+                return Ok(SettleOutcome::AlreadySettled);
+            }
         }
         let s = &w.settlement;
         sqlx::query(
@@ -229,7 +329,7 @@ impl Store {
         .bind(&s.confirm_id)
         .bind(&s.receipt_id)
         .bind(&s.ledger_transaction_id)
-        .bind(s.amount_minor)
+        .bind(s.amount.minor())
         .bind(s.payment_proof.to_string())
         .bind(s.private_key.as_ref().map(Value::to_string))
         .bind(s.settled_at)

@@ -15,7 +15,10 @@ pub const MAX_MANIFEST_BYTES: usize = 64 * 1024;
 pub const MAX_DESCRIPTION_CHARS: usize = 2000;
 
 /// The kind of a plugin, i.e. which WIT world its component implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum PluginKind {
     /// `liutong:billing` world: charges for trades and usage. Pure computation.
     Billing,

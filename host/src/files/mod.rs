@@ -30,7 +30,7 @@ const S3_PART: usize = 8 * 1024 * 1024;
 const S3_PARTS_IN_FLIGHT: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
-pub enum StorageError {
+pub enum FilesError {
     #[error("storage I/O on {path}: {source}")]
     Io {
         path: String,
@@ -55,7 +55,7 @@ pub struct Stored {
 }
 
 #[derive(Clone)]
-pub enum Storage {
+pub enum Files {
     Local(Arc<LocalDir>),
     S3 {
         store: Arc<dyn ObjectStore>,
@@ -64,7 +64,7 @@ pub enum Storage {
     },
 }
 
-impl std::fmt::Debug for Storage {
+impl std::fmt::Debug for Files {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.describe())
     }
@@ -77,15 +77,15 @@ pub struct LocalDir {
     root: PathBuf,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
-    move |source| StorageError::Io {
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FilesError + '_ {
+    move |source| FilesError::Io {
         path: path.display().to_string(),
         source,
     }
 }
 
 /// Object keys are liutong's own (`<resource id>/<upload id>`); anything else is a bug.
-fn check_key(key: &str) -> Result<(), StorageError> {
+fn check_key(key: &str) -> Result<(), FilesError> {
     let ok = !key.is_empty()
         && key.split('/').all(|part| {
             !part.is_empty()
@@ -98,21 +98,21 @@ fn check_key(key: &str) -> Result<(), StorageError> {
     if ok {
         Ok(())
     } else {
-        Err(StorageError::Config(format!("invalid object key '{key}'")))
+        Err(FilesError::Config(format!("invalid object key '{key}'")))
     }
 }
 
-impl Storage {
-    pub fn from_config(config: &StorageConfig) -> Result<Storage, StorageError> {
+impl Files {
+    pub fn from_config(config: &StorageConfig) -> Result<Files, FilesError> {
         match &config.s3 {
-            None => Ok(Storage::Local(Arc::new(LocalDir {
+            None => Ok(Files::Local(Arc::new(LocalDir {
                 root: config.dir.clone(),
             }))),
             Some(s3) => Self::s3(s3),
         }
     }
 
-    fn s3(c: &S3Config) -> Result<Storage, StorageError> {
+    fn s3(c: &S3Config) -> Result<Files, FilesError> {
         let mut builder = object_store::aws::AmazonS3Builder::from_env()
             .with_bucket_name(&c.bucket)
             .with_allow_http(c.allow_http);
@@ -133,8 +133,8 @@ impl Storage {
         }
         let store = builder
             .build()
-            .map_err(|e| StorageError::Config(e.to_string()))?;
-        Ok(Storage::S3 {
+            .map_err(|e| FilesError::Config(e.to_string()))?;
+        Ok(Files::S3 {
             store: Arc::new(store),
             prefix: c.prefix.trim_matches('/').to_owned(),
             bucket: c.bucket.clone(),
@@ -144,8 +144,8 @@ impl Storage {
     /// For logs: where files go.
     pub fn describe(&self) -> String {
         match self {
-            Storage::Local(dir) => format!("directory {}", dir.root.display()),
-            Storage::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}"),
+            Files::Local(dir) => format!("directory {}", dir.root.display()),
+            Files::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}"),
         }
     }
 
@@ -159,7 +159,7 @@ impl Storage {
 
     /// Stores a stream under `key`, computing its size and SHA-256 on the way. On any error
     /// nothing is left under `key`.
-    pub async fn put_stream<S>(&self, key: &str, mut body: S) -> Result<Stored, StorageError>
+    pub async fn put_stream<S>(&self, key: &str, mut body: S) -> Result<Stored, FilesError>
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Unpin + Send,
     {
@@ -167,17 +167,17 @@ impl Storage {
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
         match self {
-            Storage::Local(dir) => {
+            Files::Local(dir) => {
                 let tmp_dir = dir.root.join("tmp");
                 tokio::fs::create_dir_all(&tmp_dir)
                     .await
                     .map_err(io(&tmp_dir))?;
                 let tmp = tmp_dir.join(format!("{}.part", uuid::Uuid::new_v4().simple()));
-                let result: Result<(), StorageError> = async {
+                let result: Result<(), FilesError> = async {
                     let file = tokio::fs::File::create(&tmp).await.map_err(io(&tmp))?;
                     let mut out = tokio::io::BufWriter::with_capacity(CHUNK, file);
                     while let Some(chunk) = body.next().await {
-                        let chunk = chunk.map_err(StorageError::Upload)?;
+                        let chunk = chunk.map_err(FilesError::Upload)?;
                         hasher.update(&chunk);
                         size += chunk.len() as u64;
                         out.write_all(&chunk).await.map_err(io(&tmp))?;
@@ -202,7 +202,7 @@ impl Storage {
                 }
                 result?;
             }
-            Storage::S3 { store, prefix, .. } => {
+            Files::S3 { store, prefix, .. } => {
                 let path = Self::s3_path(prefix, key);
                 let mut out = object_store::buffered::BufWriter::with_capacity(
                     Arc::clone(store),
@@ -210,14 +210,14 @@ impl Storage {
                     S3_PART,
                 )
                 .with_max_concurrency(S3_PARTS_IN_FLIGHT);
-                let result: Result<(), StorageError> = async {
+                let result: Result<(), FilesError> = async {
                     while let Some(chunk) = body.next().await {
-                        let chunk = chunk.map_err(StorageError::Upload)?;
+                        let chunk = chunk.map_err(FilesError::Upload)?;
                         hasher.update(&chunk);
                         size += chunk.len() as u64;
                         out.put(chunk).await?;
                     }
-                    out.shutdown().await.map_err(|e| StorageError::Io {
+                    out.shutdown().await.map_err(|e| FilesError::Io {
                         path: key.to_owned(),
                         source: e,
                     })?;
@@ -237,18 +237,18 @@ impl Storage {
     }
 
     /// Opens a stored object for streaming.
-    pub async fn open(&self, key: &str) -> Result<ByteStream, StorageError> {
+    pub async fn open(&self, key: &str) -> Result<ByteStream, FilesError> {
         check_key(key)?;
         match self {
-            Storage::Local(dir) => {
+            Files::Local(dir) => {
                 let path = dir.object_path(key);
                 let file = tokio::fs::File::open(&path).await.map_err(|e| {
                     if e.kind() == std::io::ErrorKind::NotFound {
-                        StorageError::Missing {
+                        FilesError::Missing {
                             key: key.to_owned(),
                         }
                     } else {
-                        StorageError::Io {
+                        FilesError::Io {
                             path: path.display().to_string(),
                             source: e,
                         }
@@ -256,14 +256,14 @@ impl Storage {
                 })?;
                 Ok(tokio_util::io::ReaderStream::with_capacity(file, CHUNK).boxed())
             }
-            Storage::S3 { store, prefix, .. } => {
+            Files::S3 { store, prefix, .. } => {
                 let result = store.get(&Self::s3_path(prefix, key)).await.map_err(|e| {
                     if matches!(e, object_store::Error::NotFound { .. }) {
-                        StorageError::Missing {
+                        FilesError::Missing {
                             key: key.to_owned(),
                         }
                     } else {
-                        StorageError::ObjectStore(e)
+                        FilesError::ObjectStore(e)
                     }
                 })?;
                 Ok(result
@@ -278,7 +278,7 @@ impl Storage {
     /// a crash (or kill -9) in the middle of an upload leaves behind. An upload in progress
     /// writes continuously, so its file is never that old. Returns how many were removed.
     pub async fn sweep_stale_uploads(&self, older_than: std::time::Duration) -> usize {
-        let Storage::Local(dir) = self else {
+        let Files::Local(dir) = self else {
             // S3 multipart uploads cut off by a crash are cleaned by the bucket's lifecycle
             // rule for incomplete multipart uploads.
             return 0;
@@ -308,21 +308,21 @@ impl Storage {
     }
 
     /// Deletes an object; a missing one is not an error.
-    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+    pub async fn delete(&self, key: &str) -> Result<(), FilesError> {
         check_key(key)?;
         match self {
-            Storage::Local(dir) => {
+            Files::Local(dir) => {
                 let path = dir.object_path(key);
                 match tokio::fs::remove_file(&path).await {
                     Ok(()) => Ok(()),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(StorageError::Io {
+                    Err(e) => Err(FilesError::Io {
                         path: path.display().to_string(),
                         source: e,
                     }),
                 }
             }
-            Storage::S3 { store, prefix, .. } => {
+            Files::S3 { store, prefix, .. } => {
                 match store.delete(&Self::s3_path(prefix, key)).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                     Err(e) => Err(e.into()),
@@ -476,7 +476,7 @@ mod tests {
     #[tokio::test]
     async fn local_round_trip_and_verification() {
         let tmp = tempfile::tempdir().expect("dir");
-        let storage = Storage::from_config(&StorageConfig {
+        let storage = Files::from_config(&StorageConfig {
             dir: tmp.path().to_owned(),
             s3: None,
         })
@@ -538,7 +538,7 @@ mod tests {
         storage.delete("res_1/up_1").await.expect("delete");
         assert!(matches!(
             storage.open("res_1/up_1").await,
-            Err(StorageError::Missing { .. })
+            Err(FilesError::Missing { .. })
         ));
         storage.delete("res_1/up_1").await.expect("delete twice");
         assert!(storage.open("../etc/passwd").await.is_err());
@@ -547,7 +547,7 @@ mod tests {
     #[tokio::test]
     async fn stale_partial_uploads_are_swept() {
         let tmp = tempfile::tempdir().expect("dir");
-        let storage = Storage::from_config(&StorageConfig {
+        let storage = Files::from_config(&StorageConfig {
             dir: tmp.path().to_owned(),
             s3: None,
         })
@@ -575,7 +575,7 @@ mod tests {
     #[tokio::test]
     async fn failed_uploads_leave_nothing() {
         let tmp = tempfile::tempdir().expect("dir");
-        let storage = Storage::from_config(&StorageConfig {
+        let storage = Files::from_config(&StorageConfig {
             dir: tmp.path().to_owned(),
             s3: None,
         })
@@ -587,7 +587,7 @@ mod tests {
         .boxed();
         assert!(matches!(
             storage.put_stream("r/u", failing).await,
-            Err(StorageError::Upload(_))
+            Err(FilesError::Upload(_))
         ));
         assert!(storage.open("r/u").await.is_err());
         assert_eq!(

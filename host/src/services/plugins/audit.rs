@@ -4,8 +4,8 @@
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::domain::plugins::PluginCallRecord;
 use crate::store::Store;
-use crate::store::plugins::PluginCallRow;
 
 /// Calls waiting to be written; beyond this the newest are dropped (and counted) rather than
 /// slowing the calls down.
@@ -15,7 +15,7 @@ const BATCH: usize = 512;
 const LINGER: std::time::Duration = std::time::Duration::from_millis(200);
 
 enum Message {
-    Call(Box<PluginCallRow>),
+    Call(Box<PluginCallRecord>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -33,7 +33,7 @@ impl AuditSink {
     }
 
     /// Queues one call; false when the queue is full and the row was dropped.
-    pub fn record(&self, row: PluginCallRow) -> bool {
+    pub fn record(&self, row: PluginCallRecord) -> bool {
         match self.tx.try_send(Message::Call(Box::new(row))) {
             Ok(()) => true,
             Err(e) => {

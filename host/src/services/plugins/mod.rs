@@ -9,6 +9,7 @@
 //! when it starts and finishes on the plugin versions it holds, while an install or an
 //! activation swaps in a new snapshot for later calls — no restart, no call cut short.
 
+pub mod admin;
 pub mod audit;
 pub mod billing;
 
@@ -19,16 +20,21 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use liutong_plugin_runtime::{
-    Grants, LoadedPlugin, Package, PackageError, PoolingMode, Runtime, RuntimeConfig, TrustStore,
-    VerifiedPackage,
+    Grants, LoadedPlugin, Package, PackageError, PluginKind, PoolingMode, Runtime, RuntimeConfig,
+    TrustStore, VerifiedPackage,
 };
-use serde::Serialize;
 
+use super::ServiceError;
 use crate::config::{Config, PluginsConfig};
+use crate::domain::plugins::{
+    BillingRule, BillingRuleRequest, CapabilitiesView, Installed, InstalledVersion, LimitsView,
+    PluginVersionView, PluginView,
+};
+use crate::domain::timefmt::{from_millis, now_millis, to_rfc3339};
 use crate::domain::{Caller, DomainError, Role};
 use crate::metrics::Metrics;
-use crate::store::plugins::{PLUGIN_VERSIONS_PKEY, PluginVersionRow, ResourceBillingRow};
-use crate::store::{Store, StoreError, now_millis};
+use crate::store::Store;
+use crate::store::plugins::{RuleWrite, VersionInsert};
 use audit::AuditSink;
 
 /// How long a server trusts its registry before it asks the database whether another server
@@ -42,7 +48,7 @@ pub const MAX_PACKAGE_BYTES: usize = 65 * 1024 * 1024;
 #[derive(Clone)]
 pub struct RegisteredPlugin {
     pub plugin_id: String,
-    pub kind: String,
+    pub kind: PluginKind,
     pub active_version: String,
     pub enabled: bool,
     pub loaded: Result<LoadedPlugin, String>,
@@ -53,68 +59,9 @@ pub struct RegisteredPlugin {
 pub struct Registry {
     pub generation: i64,
     pub plugins: HashMap<String, RegisteredPlugin>,
-    /// kind → plugin id.
-    pub defaults: HashMap<String, String>,
+    pub defaults: HashMap<PluginKind, String>,
     /// resource id → (plugin id, config JSON).
     pub billing_rules: HashMap<String, (String, String)>,
-}
-
-/// What `GET /v1/admin/plugins` shows of one plugin.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PluginView {
-    pub id: String,
-    pub kind: String,
-    pub active_version: String,
-    pub enabled: bool,
-    pub default: bool,
-    /// `loaded`, or why the active version could not be loaded on this server.
-    pub status: String,
-    pub versions: Vec<PluginVersionView>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PluginVersionView {
-    pub version: String,
-    pub wit: String,
-    pub description: String,
-    pub component_sha256: String,
-    pub publisher: String,
-    pub key_id: String,
-    pub installed_by: String,
-    pub installed_at: String,
-    pub limits: LimitsView,
-    pub capabilities: CapabilitiesView,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LimitsView {
-    pub fuel: Option<u64>,
-    pub memory_bytes: usize,
-    pub timeout_ms: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CapabilitiesView {
-    pub http: Vec<String>,
-    pub secrets: Vec<String>,
-}
-
-/// The answer to an upload.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Installed {
-    pub id: String,
-    pub version: String,
-    pub kind: String,
-    pub component_sha256: String,
-    /// False when exactly this package was installed already (nothing changed).
-    pub installed: bool,
-    pub active: bool,
-    pub compile_ms: u64,
-    pub cache_hit: bool,
 }
 
 #[derive(Clone)]
@@ -137,15 +84,15 @@ struct Inner {
     default_billing_config: String,
 }
 
-fn package_error(e: PackageError) -> DomainError {
+fn package_error(e: PackageError) -> ServiceError {
     match e {
         PackageError::Unsigned
         | PackageError::UntrustedPublisher { .. }
         | PackageError::Tampered { .. }
         | PackageError::BadSignature => {
-            DomainError::Forbidden(format!("plugin package refused: {e}"))
+            ServiceError::forbidden(format!("plugin package refused: {e}"))
         }
-        other => DomainError::invalid("/package", other.to_string()),
+        other => ServiceError::invalid("/package", other.to_string()),
     }
 }
 
@@ -220,7 +167,7 @@ impl PluginHost {
 
     /// Brings the registry up to the database's generation: at most once a second unless
     /// `force`.
-    pub async fn refresh(&self, force: bool) -> Result<Arc<Registry>, DomainError> {
+    pub async fn refresh(&self, force: bool) -> Result<Arc<Registry>, ServiceError> {
         let now = now_millis();
         if !force && now - self.inner.last_check_ms.load(Ordering::Relaxed) < REFRESH_INTERVAL_MS {
             return Ok(self.snapshot());
@@ -243,7 +190,7 @@ impl PluginHost {
         Ok(next)
     }
 
-    async fn build_registry(&self, current: &Registry) -> Result<Registry, DomainError> {
+    async fn build_registry(&self, current: &Registry) -> Result<Registry, ServiceError> {
         let store = &self.inner.store;
         // Read the generation first: a change committed while we read shows up as a newer
         // generation at the next refresh instead of being lost.
@@ -289,7 +236,7 @@ impl PluginHost {
             .resource_billing_rules()
             .await?
             .into_iter()
-            .map(|r: ResourceBillingRow| (r.resource_id, (r.plugin_id, r.config)))
+            .map(|r: BillingRule| (r.resource_id, (r.plugin_id, r.config)))
             .collect();
         Ok(Registry {
             generation,
@@ -321,7 +268,7 @@ impl PluginHost {
     async fn load_verified(
         &self,
         verified: VerifiedPackage,
-    ) -> Result<(LoadedPlugin, VerifiedPackage), DomainError> {
+    ) -> Result<(LoadedPlugin, VerifiedPackage), ServiceError> {
         let runtime = self.inner.runtime.clone();
         let grants = self
             .inner
@@ -335,16 +282,16 @@ impl PluginHost {
             (loaded, verified)
         })
         .await
-        .map_err(|e| DomainError::Internal(format!("plugin load task: {e}")))
+        .map_err(|e| ServiceError::Internal(format!("plugin load task: {e}")))
         .and_then(|(loaded, verified)| match loaded {
             Ok(l) => Ok((l, verified)),
-            Err(e) => Err(DomainError::invalid("/package", e.to_string())),
+            Err(e) => Err(DomainError::invalid("/package", e.to_string()).into()),
         })
     }
 
     /// Verifies, loads and stores a package; its version becomes the active one of its
     /// plugin id for new calls.
-    pub async fn install(&self, caller: &Caller, bytes: &[u8]) -> Result<Installed, DomainError> {
+    pub async fn install(&self, caller: &Caller, bytes: &[u8]) -> Result<Installed, ServiceError> {
         caller.require_role(Role::Operator)?;
         self.install_as(&caller.username, bytes).await
     }
@@ -354,18 +301,19 @@ impl PluginHost {
         &self,
         installed_by: &str,
         bytes: &[u8],
-    ) -> Result<Installed, DomainError> {
+    ) -> Result<Installed, ServiceError> {
         if bytes.len() > MAX_PACKAGE_BYTES {
             return Err(DomainError::TooLarge(format!(
                 "a plugin package may have at most {MAX_PACKAGE_BYTES} bytes"
-            )));
+            ))
+            .into());
         }
         let package = Package::from_bytes(bytes).map_err(package_error)?;
         let verified = package.verify(&self.inner.trust).map_err(package_error)?;
         let manifest = verified.manifest().clone();
         let id = manifest.id.clone();
         let version = manifest.version.to_string();
-        let kind = manifest.kind.as_str().to_owned();
+        let kind = manifest.kind;
         let store = &self.inner.store;
         let installed_plugin = store.plugin(&id).await?;
         if let Some(existing) = &installed_plugin
@@ -374,7 +322,8 @@ impl PluginHost {
             return Err(DomainError::Conflict(format!(
                 "plugin '{id}' is a {} plugin; this package is a {kind} plugin",
                 existing.kind
-            )));
+            ))
+            .into());
         }
         if let Some(existing) = store.plugin_version(&id, &version).await? {
             if existing.component_sha256 == verified.component_sha256() {
@@ -394,14 +343,15 @@ impl PluginHost {
                 "plugin '{id}' version {version} is installed with another component \
                  (sha256 {}); give the new build a new version",
                 existing.component_sha256
-            )));
+            ))
+            .into());
         }
         let (loaded, verified) = self.load_verified(verified).await?;
         let report = loaded.load_report();
-        let row = PluginVersionRow {
+        let row = InstalledVersion {
             plugin_id: id.clone(),
             version: version.clone(),
-            kind: kind.clone(),
+            kind,
             wit_version: manifest.wit.to_string(),
             component_sha256: verified.component_sha256().to_owned(),
             publisher: verified.publisher().to_owned(),
@@ -411,15 +361,11 @@ impl PluginHost {
             installed_by: installed_by.to_owned(),
             installed_at: now_millis(),
         };
-        match store.install_plugin_version(&row, bytes).await {
-            Ok(()) => {}
-            Err(e) if e.is_unique(PLUGIN_VERSIONS_PKEY) => {
-                return Err(DomainError::Conflict(format!(
-                    "plugin '{id}' version {version} was installed at the same moment by \
-                     another request"
-                )));
-            }
-            Err(e) => return Err(e.into()),
+        if store.install_plugin_version(&row, bytes).await? == VersionInsert::VersionExists {
+            return Err(ServiceError::conflict(format!(
+                "plugin '{id}' version {version} was installed at the same moment by another \
+                 request"
+            )));
         }
         tracing::info!(plugin = %id, %version, %kind, by = installed_by, compile_ms = report.compile_ms, cache_hit = report.cache_hit, "plugin installed");
         self.refresh(true).await?;
@@ -454,7 +400,7 @@ impl PluginHost {
             if registry.defaults.contains_key(kind) {
                 continue;
             }
-            self.set_default_inner(kind, id)
+            self.set_default_inner(*kind, id)
                 .await
                 .map_err(|e| anyhow::anyhow!("plugins.defaults.{kind}: {e}"))?;
             tracing::info!(%kind, plugin = %id, "default plugin set from the configuration");
@@ -462,7 +408,7 @@ impl PluginHost {
         Ok(())
     }
 
-    pub async fn list(&self, caller: &Caller) -> Result<Vec<PluginView>, DomainError> {
+    pub async fn list(&self, caller: &Caller) -> Result<Vec<PluginView>, ServiceError> {
         caller.require_role(Role::Operator)?;
         let registry = self.refresh(true).await?;
         let versions = self.inner.store.plugin_versions().await?;
@@ -471,7 +417,7 @@ impl PluginHost {
             .values()
             .map(|p| PluginView {
                 id: p.plugin_id.clone(),
-                kind: p.kind.clone(),
+                kind: p.kind,
                 active_version: p.active_version.clone(),
                 enabled: p.enabled,
                 default: registry.defaults.get(&p.kind) == Some(&p.plugin_id),
@@ -490,7 +436,7 @@ impl PluginHost {
         Ok(views)
     }
 
-    fn version_view(&self, v: &PluginVersionRow) -> PluginVersionView {
+    fn version_view(&self, v: &InstalledVersion) -> PluginVersionView {
         let manifest = liutong_plugin_runtime::Manifest::parse(v.manifest.as_bytes()).ok();
         let limits = manifest
             .as_ref()
@@ -503,9 +449,7 @@ impl PluginHost {
             publisher: v.publisher.clone(),
             key_id: v.key_id.clone(),
             installed_by: v.installed_by.clone(),
-            installed_at: crate::domain::timefmt::to_rfc3339(crate::domain::timefmt::from_millis(
-                v.installed_at,
-            )),
+            installed_at: to_rfc3339(from_millis(v.installed_at)),
             limits: LimitsView {
                 fuel: limits.and_then(|l| l.fuel),
                 memory_bytes: limits.map(|l| l.memory_bytes).unwrap_or_default(),
@@ -531,7 +475,7 @@ impl PluginHost {
         caller: &Caller,
         plugin_id: &str,
         enabled: bool,
-    ) -> Result<(), DomainError> {
+    ) -> Result<(), ServiceError> {
         caller.require_role(Role::Operator)?;
         if !self
             .inner
@@ -551,7 +495,7 @@ impl PluginHost {
         caller: &Caller,
         plugin_id: &str,
         version: &str,
-    ) -> Result<(), DomainError> {
+    ) -> Result<(), ServiceError> {
         caller.require_role(Role::Operator)?;
         let store = &self.inner.store;
         if store.plugin(plugin_id).await?.is_none() {
@@ -560,7 +504,8 @@ impl PluginHost {
         if store.plugin_version(plugin_id, version).await?.is_none() {
             return Err(DomainError::NotFound(format!(
                 "plugin '{plugin_id}' has no installed version '{version}'"
-            )));
+            ))
+            .into());
         }
         store
             .activate_plugin_version(plugin_id, version, now_millis())
@@ -573,14 +518,18 @@ impl PluginHost {
     pub async fn set_default(
         &self,
         caller: &Caller,
-        kind: &str,
+        kind: PluginKind,
         plugin_id: &str,
-    ) -> Result<(), DomainError> {
+    ) -> Result<(), ServiceError> {
         caller.require_role(Role::Operator)?;
         self.set_default_inner(kind, plugin_id).await
     }
 
-    async fn set_default_inner(&self, kind: &str, plugin_id: &str) -> Result<(), DomainError> {
+    async fn set_default_inner(
+        &self,
+        kind: PluginKind,
+        plugin_id: &str,
+    ) -> Result<(), ServiceError> {
         let Some(plugin) = self.inner.store.plugin(plugin_id).await? else {
             return Err(unknown_plugin(plugin_id));
         };
@@ -591,44 +540,49 @@ impl PluginHost {
                     "plugin '{plugin_id}' is a {} plugin, not a {kind} plugin",
                     plugin.kind
                 ),
-            ));
+            )
+            .into());
         }
         self.inner.store.set_plugin_default(kind, plugin_id).await?;
         self.refresh(true).await?;
         Ok(())
     }
 
-    /// Chooses the billing rule of one publication (operators).
+    /// Chooses the billing rule of one publication (operators); answers with the rule as
+    /// stored.
     pub async fn set_billing_rule(
         &self,
         caller: &Caller,
-        registration_id: &str,
-        data_id: Option<&str>,
-        plugin_id: &str,
-        config: &serde_json::Value,
-    ) -> Result<(), DomainError> {
+        req: BillingRuleRequest,
+    ) -> Result<serde_json::Value, ServiceError> {
         caller.require_role(Role::Operator)?;
+        let config = req.config.unwrap_or_else(|| serde_json::json!({}));
+        let registration_id = req.registration_id.as_str();
+        let data_id = req.data_id.as_deref();
+        let plugin_id = req.plugin.as_str();
         let store = &self.inner.store;
         let Some(resource) = store.resource_by_ref(registration_id, data_id).await? else {
             return Err(DomainError::NotFound(format!(
                 "no resource with registrationID '{registration_id}'"
-            )));
+            ))
+            .into());
         };
         let Some(plugin) = store.plugin(plugin_id).await? else {
             return Err(unknown_plugin(plugin_id));
         };
-        if plugin.kind != "billing" {
+        if plugin.kind != PluginKind::Billing {
             return Err(DomainError::invalid(
                 "/plugin",
                 format!(
                     "plugin '{plugin_id}' is a {} plugin, not a billing plugin",
                     plugin.kind
                 ),
-            ));
+            )
+            .into());
         }
-        store
+        let written = store
             .set_resource_billing(
-                &ResourceBillingRow {
+                &BillingRule {
                     resource_id: resource.id,
                     plugin_id: plugin_id.to_owned(),
                     config: config.to_string(),
@@ -636,20 +590,24 @@ impl PluginHost {
                 &caller.username,
                 now_millis(),
             )
-            .await
-            .map_err(|e| match e {
-                StoreError::ForeignKey(_) => DomainError::NotFound(format!(
-                    "no resource with registrationID '{registration_id}'"
-                )),
-                other => other.into(),
-            })?;
+            .await?;
+        if written == RuleWrite::UnknownResource {
+            return Err(ServiceError::not_found(format!(
+                "no resource with registrationID '{registration_id}'"
+            )));
+        }
         self.refresh(true).await?;
-        Ok(())
+        Ok(serde_json::json!({
+            "registrationID": registration_id,
+            "dataID": data_id,
+            "plugin": plugin_id,
+            "config": config,
+        }))
     }
 }
 
-fn unknown_plugin(plugin_id: &str) -> DomainError {
-    DomainError::NotFound(format!("no plugin '{plugin_id}' is installed"))
+pub(crate) fn unknown_plugin(plugin_id: &str) -> ServiceError {
+    ServiceError::not_found(format!("no plugin '{plugin_id}' is installed"))
 }
 
 /// The operator's grants, with secret values read from the environment.

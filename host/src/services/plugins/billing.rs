@@ -5,16 +5,17 @@
 use std::time::Instant;
 
 use liutong_plugin_runtime::billing::{BillingError as PluginBillingError, ResourceKind, Trade};
-use liutong_plugin_runtime::{Call, LoadedPlugin, PluginError};
+use liutong_plugin_runtime::{Call, LoadedPlugin, PluginError, PluginKind};
 use sha2::{Digest, Sha256};
 
 use super::{PluginHost, RegisteredPlugin, elapsed_secs};
 use crate::domain::billing::{
     Billed, Billing, BillingError, BillingFuture, Charge, ChargeRequest, FlatBilling, LineItem,
 };
+use crate::domain::money::Money;
+use crate::domain::plugins::PluginCallRecord;
+use crate::domain::timefmt::now_millis;
 use crate::metrics::{CallLabels, PluginLabels};
-use crate::store::now_millis;
-use crate::store::plugins::PluginCallRow;
 
 /// The `Billing` settlement uses: plugins when chosen, the native flat rule otherwise.
 pub struct PluginBilling {
@@ -47,7 +48,7 @@ impl PluginHost {
         input_digest: String,
         outcome: Outcome<'_>,
     ) {
-        let kind = plugin.kind().as_str().to_owned();
+        let kind = plugin.kind();
         let version = plugin.version().to_string();
         let metrics = self.metrics();
         metrics
@@ -55,14 +56,14 @@ impl PluginHost {
             .get_or_create(&CallLabels {
                 plugin: plugin.id().to_owned(),
                 version: version.clone(),
-                kind: kind.clone(),
+                kind: kind.as_str().to_owned(),
                 operation: outcome.operation.to_owned(),
                 outcome: outcome.outcome.to_owned(),
             })
             .inc();
         let labels = PluginLabels {
             plugin: plugin.id().to_owned(),
-            kind: kind.clone(),
+            kind: kind.as_str().to_owned(),
             operation: outcome.operation.to_owned(),
         };
         metrics
@@ -75,7 +76,7 @@ impl PluginHost {
                 .get_or_create(&labels)
                 .observe(fuel as f64);
         }
-        self.audit().record(PluginCallRow {
+        self.audit().record(PluginCallRecord {
             id: crate::domain::new_id("pcall_"),
             at: now_millis(),
             plugin_id: plugin.id().to_owned(),
@@ -100,10 +101,10 @@ impl PluginHost {
     pub fn pick(
         &self,
         registry: &super::Registry,
-        kind: &str,
+        kind: PluginKind,
         chosen: Option<&str>,
     ) -> Result<Option<LoadedPlugin>, String> {
-        let Some(id) = chosen.or_else(|| registry.defaults.get(kind).map(String::as_str)) else {
+        let Some(id) = chosen.or_else(|| registry.defaults.get(&kind).map(String::as_str)) else {
             return Ok(None);
         };
         let Some(RegisteredPlugin {
@@ -168,7 +169,11 @@ impl Billing for PluginBilling {
             let assigned = registry.billing_rules.get(request.resource_id);
             let plugin = self
                 .host
-                .pick(&registry, "billing", assigned.map(|(id, _)| id.as_str()))
+                .pick(
+                    &registry,
+                    PluginKind::Billing,
+                    assigned.map(|(id, _)| id.as_str()),
+                )
                 .map_err(|message| BillingError::Unavailable {
                     rule: assigned.map_or("default billing".into(), |(id, _)| id.clone()),
                     message,
@@ -190,7 +195,7 @@ impl Billing for PluginBilling {
                 resource_kind: resource_kind(request),
                 data_type: request.data_type.to_owned(),
                 free: request.free,
-                price: request.list_price_minor,
+                price: request.list_price.minor(),
                 currency: request.currency.to_owned(),
                 at_ms: request.at_ms,
                 config,
@@ -220,15 +225,15 @@ impl Billing for PluginBilling {
                     ..
                 }) => {
                     let charge = Charge {
-                        amount_minor: charge.amount,
-                        platform_fee_minor: charge.platform_fee,
-                        provider_share_minor: charge.provider_share,
+                        amount: Money::from_minor(charge.amount),
+                        platform_fee: Money::from_minor(charge.platform_fee),
+                        provider_share: Money::from_minor(charge.provider_share),
                         line_items: charge
                             .line_items
                             .into_iter()
                             .map(|item| LineItem {
                                 description: item.description,
-                                amount_minor: item.amount,
+                                amount: Money::from_minor(item.amount),
                             })
                             .collect(),
                     };
