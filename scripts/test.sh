@@ -51,6 +51,14 @@ cargo test --manifest-path plugins/guests/Cargo.toml -p liutong-plugin-sdk --loc
 
 step "format"
 cargo fmt --all -- --check
+step "import cycles"
+# The workplace's tool lives in shared/ beside the repository (also beside CI's clone); the layer
+# rule itself is enforced without it by tests/integration/layers.rs.
+if [ -f ../shared/tools/import-cycles.py ]; then
+  python3 ../shared/tools/import-cycles.py host/src
+else
+  echo "../shared/tools/import-cycles.py is not here; tests/integration/layers.rs checks the layers"
+fi
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests (SQLite and PostgreSQL)"
