@@ -35,6 +35,10 @@ pip_install() {
 }
 python3 -c 'import cryptography' 2>/dev/null || { echo "installing cryptography"; pip_install cryptography; }
 python3 -c 'import moto.server' 2>/dev/null || { echo "installing moto[server]"; pip_install 'moto[server]'; }
+# The OpenAPI fuzz test (tests/integration/fuzz.rs) runs Schemathesis through scripts/fuzz-openapi.sh.
+{ command -v st >/dev/null && python3 -c 'import schemathesis' 2>/dev/null; } \
+  || { echo "installing schemathesis"; pip_install schemathesis; }
+export PATH="$HOME/.local/bin:$PATH"
 
 step() { printf '\n== %s\n' "$*"; }
 
@@ -47,6 +51,14 @@ cargo test --manifest-path plugins/guests/Cargo.toml -p liutong-plugin-sdk --loc
 
 step "format"
 cargo fmt --all -- --check
+step "import cycles"
+# The workplace's tool lives in shared/ beside the repository (also beside CI's clone); the layer
+# rule itself is enforced without it by tests/integration/layers.rs.
+if [ -f ../shared/tools/import-cycles.py ]; then
+  python3 ../shared/tools/import-cycles.py host/src
+else
+  echo "../shared/tools/import-cycles.py is not here; tests/integration/layers.rs checks the layers"
+fi
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests (SQLite and PostgreSQL)"

@@ -13,7 +13,7 @@
 //!
 //! Settings (environment): LIUTONG_BENCH_CONCURRENCY (32), LIUTONG_BENCH_SECONDS (10 per
 //! throughput run), LIUTONG_BENCH_RESOURCES (100000), LIUTONG_BENCH_DEMANDS (10000),
-//! LIUTONG_BENCH_MATCH_QUERIES (1000 sequential queries), LIUTONG_BENCH_POSTGRES (admin URL or
+//! LIUTONG_BENCH_MATCH_QUERIES (1000 sequential queries), LIUTONG_TEST_POSTGRES (admin URL or
 //! "skip"), LIUTONG_BENCH_SQLITE ("skip"), LIUTONG_BENCH_KEEP_DB (keep the PostgreSQL database
 //! to inspect query plans).
 

@@ -11,7 +11,7 @@
 //! Settings (environment): LIUTONG_BENCH_CALLS (20000 sequential calls per mode),
 //! LIUTONG_BENCH_SETTLEMENTS (300 per server), LIUTONG_BENCH_CONCURRENT (1000).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use liutong::config::{Config, PluginsConfig, StorageConfig};
@@ -24,6 +24,7 @@ use serde_json::json;
 
 mod common;
 use common::{Api, env_u64, load_average};
+use liutong_testkit::age::encrypt as age_encrypt;
 
 /// Latencies of one run.
 #[derive(Default)]
@@ -49,23 +50,11 @@ impl Latencies {
 
 const OPERATOR_PASSWORD: &str = "bench-operator-1";
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn flat_fee() -> (Vec<u8>, Vec<u8>) {
-    let status = std::process::Command::new("bash")
-        .arg(repo_root().join("scripts/build-plugins.sh"))
-        .env_remove("CARGO_TARGET_DIR")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("build-plugins.sh runs");
-    assert!(status.success(), "build-plugins.sh failed");
-    let guests = repo_root().join("plugins/guests");
+    use liutong_testkit::guests::{component_path, manifest_path};
     (
-        std::fs::read(guests.join("billing-flat-fee/plugin.toml")).expect("manifest"),
-        std::fs::read(guests.join("target/wasm32-wasip2/release/billing_flat_fee.wasm"))
-            .expect("component"),
+        std::fs::read(manifest_path("billing-flat-fee")).expect("manifest"),
+        std::fs::read(component_path("billing-flat-fee")).expect("component"),
     )
 }
 
@@ -180,19 +169,6 @@ struct Market {
     recipient: String,
     sealed_b64: String,
     ciphertext: Vec<u8>,
-}
-
-fn age_encrypt(recipient: &str, plaintext: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let recipient: age::x25519::Recipient = recipient.parse().expect("recipient");
-    let encryptor =
-        age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
-            .expect("encryptor");
-    let mut out = Vec::new();
-    let mut writer = encryptor.wrap_output(&mut out).expect("wrap");
-    writer.write_all(plaintext).expect("write");
-    writer.finish().expect("finish");
-    out
 }
 
 impl Market {

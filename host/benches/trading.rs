@@ -12,11 +12,10 @@
 //! server's resident memory (idle, peak while uploading, peak while delivering).
 //!
 //! Settings (environment): LIUTONG_BENCH_CONCURRENCY (32), LIUTONG_BENCH_SECONDS (20, trade run
-//! length; 0 skips the trades), LIUTONG_BENCH_BIG_GIB (5; 0 skips the big file), LIUTONG_BENCH_POSTGRES (admin URL,
+//! length; 0 skips the trades), LIUTONG_BENCH_BIG_GIB (5; 0 skips the big file), LIUTONG_TEST_POSTGRES (admin URL,
 //! default postgres://postgres@127.0.0.1:5432/test; "skip" skips PostgreSQL), LIUTONG_BENCH_SQLITE
 //! ("skip" skips SQLite).
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
 use common::{Api, drop_postgres_database, env_u64, load_average as uptime, postgres_database};
+use liutong_testkit::age::encrypt as age_encrypt;
 
 const OPERATOR_PASSWORD: &str = "bench-operator-1";
 
@@ -103,18 +103,6 @@ impl Server {
     fn pid(&self) -> u32 {
         self.child.id().expect("pid")
     }
-}
-
-fn age_encrypt(recipient: &str, plaintext: &[u8]) -> Vec<u8> {
-    let recipient: age::x25519::Recipient = recipient.parse().expect("recipient");
-    let encryptor =
-        age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
-            .expect("encryptor");
-    let mut out = Vec::new();
-    let mut writer = encryptor.wrap_output(&mut out).expect("wrap");
-    writer.write_all(plaintext).expect("write");
-    writer.finish().expect("finish");
-    out
 }
 
 /// What every trade reuses: one provider identity (a key may serve many resources), its
@@ -646,8 +634,7 @@ async fn main() {
     let concurrency = env_u64("LIUTONG_BENCH_CONCURRENCY", 32) as usize;
     let seconds = env_u64("LIUTONG_BENCH_SECONDS", 20);
     let gib = env_u64("LIUTONG_BENCH_BIG_GIB", 5);
-    let admin = std::env::var("LIUTONG_BENCH_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let admin = liutong_testkit::postgres::admin_url();
     let dir: PathBuf = tempfile::tempdir().expect("dir").keep();
     println!("load average at start: {}", uptime());
     println!();

@@ -39,7 +39,8 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct DatabaseArg {
-    /// Database URL: sqlite://PATH?mode=rwc or postgres://USER@HOST:PORT/DB.
+    /// Database URL: sqlite://PATH (the file is created when missing) or
+    /// postgres://USER@HOST:PORT/DB.
     #[arg(long = "database", env = "DATABASE_URL", value_name = "URL")]
     pub database: Option<String>,
 }

@@ -13,6 +13,14 @@ use serde_json::Value;
 
 pub const BASE_URI: &str = "https://schemas.liutong.invalid/";
 
+/// liutong's own string format: an age X25519 recipient whose Bech32 checksum holds, so that a
+/// key the server could not encrypt to is refused by the schema, like any other shape error.
+pub const AGE_RECIPIENT_FORMAT: &str = "age-recipient";
+
+fn is_age_recipient(text: &str) -> bool {
+    text.parse::<age::x25519::Recipient>().is_ok()
+}
+
 macro_rules! embed {
     ($($file:literal),* $(,)?) => {
         &[$(($file, include_str!(concat!("../../schemas/", $file)))),*]
@@ -123,6 +131,8 @@ impl Schemas {
                 .with_draft(jsonschema::Draft::Draft202012)
                 .with_retriever(retriever.clone())
                 .should_validate_formats(true)
+                .should_ignore_unknown_formats(false)
+                .with_format(AGE_RECIPIENT_FORMAT, is_age_recipient)
                 .build(doc)
                 .map_err(|e| SchemaError::Compile {
                     file,
@@ -147,9 +157,19 @@ impl Schemas {
         };
         let mut violations: Vec<Violation> = validator
             .iter_errors(instance)
-            .map(|e| Violation {
-                path: e.instance_path().to_string(),
-                message: e.masked().to_string(),
+            .map(|e| {
+                let mut path = e.instance_path().to_string();
+                // A missing property is named by its own pointer, not its parent's.
+                if let jsonschema::error::ValidationErrorKind::Required {
+                    property: Value::String(name),
+                } = e.kind()
+                {
+                    path = format!("{path}/{}", name.replace('~', "~0").replace('/', "~1"));
+                }
+                Violation {
+                    path,
+                    message: e.masked().to_string(),
+                }
             })
             .collect();
         violations.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));

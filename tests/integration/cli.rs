@@ -281,3 +281,34 @@ async fn invalid_trading_settings_stop_the_start() {
         assert!(!out.stderr.is_empty(), "{bad:?}: no explanation");
     }
 }
+
+/// `--database sqlite://PATH` without `?mode=rwc` creates the file, as the default database
+/// does; a URL that chooses its own mode keeps it.
+#[tokio::test]
+async fn a_plain_sqlite_url_creates_the_database() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("new/plain.db");
+    let url = format!("sqlite://{}", path.display());
+    let out = cli(&["migrate", "--database", &url]).run().await;
+    assert!(out.success, "{}", out.stderr);
+    assert!(path.is_file(), "{} was not created", path.display());
+    let out = cli(&[
+        "account",
+        "create",
+        "--username",
+        "ops",
+        "--role",
+        "operator",
+    ])
+    .env("DATABASE_URL", &url)
+    .stdin_text("operator-pass-2")
+    .run()
+    .await;
+    assert!(out.success, "{}", out.stderr);
+
+    let missing = dir.path().join("missing.db");
+    let read_only = format!("sqlite://{}?mode=ro", missing.display());
+    let out = cli(&["migrate", "--database", &read_only]).run().await;
+    assert!(!out.success, "mode=ro created {}", missing.display());
+    assert!(!missing.exists());
+}

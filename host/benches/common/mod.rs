@@ -21,11 +21,10 @@ pub fn load_average() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// The PostgreSQL server to create benchmark databases on, or `None` when told to skip it.
+/// The PostgreSQL server to create benchmark databases on (`LIUTONG_TEST_POSTGRES`, shared
+/// with the tests), or `None` when it is `skip`.
 pub fn postgres_admin() -> Option<String> {
-    let admin = std::env::var("LIUTONG_BENCH_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    (admin != "skip").then_some(admin)
+    liutong_testkit::postgres::enabled().then(liutong_testkit::postgres::admin_url)
 }
 
 pub fn sqlite_enabled() -> bool {
@@ -34,29 +33,14 @@ pub fn sqlite_enabled() -> bool {
 
 /// Creates a fresh database; returns its URL and name.
 pub async fn postgres_database(admin: &str) -> Option<(String, String)> {
-    sqlx::any::install_default_drivers();
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin)
+    let name = liutong_testkit::postgres::create_database(admin, "lt_bench")
         .await
         .ok()?;
-    let name = format!("lt_bench_{}", uuid::Uuid::new_v4().simple());
-    sqlx::Executor::execute(
-        &mut conn,
-        sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
-    )
-    .await
-    .ok()?;
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
-    Some((format!("{base}/{name}"), name))
+    Some((liutong_testkit::postgres::database_url(admin, &name), name))
 }
 
 pub async fn drop_postgres_database(admin: &str, name: &str) {
-    if let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(admin).await {
-        let _ = sqlx::Executor::execute(
-            &mut conn,
-            sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
-        )
-        .await;
-    }
+    liutong_testkit::postgres::drop_database(admin, name).await;
 }
 
 /// Latencies of one measured run.

@@ -5,6 +5,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::ErrorCode;
 use super::{Input, RouteDoc};
+use crate::domain::Role;
 use crate::schema::Schemas;
 
 fn component_name(file: &str) -> &str {
@@ -43,6 +44,141 @@ fn envelope(data: Value) -> Value {
             "data": data
         }
     })
+}
+
+/// Who may call a route with a fixed role. Those handlers take the `Operator` or `DataSpace`
+/// extractor (`api::extract`), which refuses anyone else with 403 before the body is read; a
+/// test sends every such route a malformed body under each other role.
+pub fn role_of(path: &str) -> Option<Role> {
+    if path.starts_with("/v1/admin/") {
+        Some(Role::Operator)
+    } else if path == "/publishDatasets" {
+        Some(Role::DataSpace)
+    } else {
+        None
+    }
+}
+
+/// Statuses that only some routes answer: money (402), plugins (502), sizes of files (413).
+fn route_specific(path: &str) -> &'static [(u16, &'static str)] {
+    match path {
+        "/settlement" => &[
+            (402, "the buyer's balance does not cover the price"),
+            (502, "the billing plugin failed; nothing was written"),
+        ],
+        "/v1/admin/plugins/call" => &[(502, "the plugin failed (trap, time or memory limit)")],
+        "/deliver" => &[(
+            413,
+            "the file is larger than max_json_delivery: ask for application/octet-stream",
+        )],
+        "/v1/data/file" => &[(413, "the file is larger than the storage accepts")],
+        "/v1/admin/plugins" => &[(413, "the package is larger than the package limit")],
+        "/metrics" => &[(404, "metrics are turned off (metrics = false)")],
+        "/v1/account/register" => &[(409, "the username is taken")],
+        _ => &[],
+    }
+}
+
+/// Every status a route can answer besides 200, with the reason, from what the route reads
+/// (its input, its token, its role) and what only it does (`route_specific`).
+pub fn error_statuses(route: &RouteDoc) -> std::collections::BTreeMap<u16, &'static str> {
+    let mut statuses = std::collections::BTreeMap::new();
+    let (schema, json_body, binary_body) = match route.input {
+        Input::None => (false, false, false),
+        Input::Body(_) => (true, true, false),
+        Input::Query(_) => (true, false, false),
+        Input::QueryAndBody { .. } => (true, true, false),
+        Input::QueryAndBinary(_) => (true, false, true),
+        Input::Binary => (false, false, true),
+    };
+    if schema || binary_body {
+        statuses.insert(
+            400,
+            "the input breaks its schema (every violation, by JSON pointer) or a rule of the \
+             domain",
+        );
+    }
+    if json_body {
+        statuses.insert(413, "the JSON body is larger than max_json_body");
+        statuses.insert(415, "the Content-Type is not application/json");
+    }
+    if binary_body {
+        statuses.insert(415, "the Content-Type is not application/octet-stream");
+    }
+    if route.auth {
+        statuses.insert(401, "X-Auth-Token is missing, unknown or expired");
+        statuses.insert(
+            403,
+            "the caller may not do this (role, or the item is another account's)",
+        );
+        statuses.insert(404, "a referenced item does not exist");
+        statuses.insert(
+            409,
+            "a conflict with the current state (CONFLICT, INVALID_STATE)",
+        );
+    }
+    if route.path == "/v1/account/token" {
+        statuses.insert(401, "the username or password is wrong");
+    }
+    if !matches!(route.path, "/healthz" | "/metrics" | "/v1/keys") {
+        statuses.insert(
+            503,
+            "the database is unavailable or overloaded; retry shortly",
+        );
+    }
+    for (status, why) in route_specific(route.path) {
+        statuses.insert(*status, why);
+    }
+    statuses
+}
+
+/// The error envelope of one status: its `code` is one of the codes with that status.
+fn error_response(status: u16, why: &str) -> Value {
+    let codes: Vec<&str> = ErrorCode::ALL
+        .iter()
+        .filter(|c| c.status().as_u16() == status)
+        .map(|c| c.as_str())
+        .collect();
+    json!({
+        "description": why,
+        "content": {"application/json": {"schema": {
+            "allOf": [
+                {"$ref": "#/components/schemas/ErrorEnvelope"},
+                {"properties": {"status": {"const": status}, "code": {"enum": codes}}}
+            ]
+        }}}
+    })
+}
+
+fn responses(route: &RouteDoc) -> Value {
+    let mut responses = Map::new();
+    let ok = match route.path {
+        "/metrics" => json!({
+            "description": "Prometheus text exposition format 0.0.4 (no envelope)",
+            "content": {"text/plain": {"schema": {"type": "string"}}}
+        }),
+        "/deliver" => json!({
+            "description": "success: the envelope with the file in base64 and the delivery \
+                            proof; or, when Accept names application/octet-stream, the raw file \
+                            with the proof in X-Delivery-Proof (base64 JSON), X-Delivery-Id and \
+                            X-Content-Sha256",
+            "content": {
+                "application/json": {"schema": envelope(json!({}))},
+                "application/octet-stream": {"schema": {
+                    "type": "string", "contentMediaType": "application/octet-stream"
+                }}
+            }
+        }),
+        _ => json!({
+            "description": "success: code \"OK\"",
+            "content": {"application/json": {"schema": envelope(json!({}))}}
+        }),
+    };
+    responses.insert("200".to_owned(), ok);
+    for (status, why) in error_statuses(route) {
+        responses.insert(status.to_string(), error_response(status, why));
+    }
+    Value::Object(responses)
 }
 
 pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
@@ -103,6 +239,22 @@ pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
                 .get(component_name(file))
                 .cloned()
                 .unwrap_or_default();
+            // Rules across parameters (exactly one of two, one needs another) only hold in the
+            // whole object: such a query is one form-exploded object parameter, which reads on
+            // the wire exactly like separate parameters.
+            let across = ["oneOf", "anyOf", "allOf", "not", "if", "dependentRequired"]
+                .iter()
+                .any(|k| schema.get(k).is_some());
+            if across {
+                return json!([{
+                    "name": component_name(file),
+                    "in": "query",
+                    "style": "form",
+                    "explode": true,
+                    "required": !schemas.validate(file, &json!({})).is_empty(),
+                    "schema": schema
+                }]);
+            }
             let required: Vec<&str> = schema["required"]
                 .as_array()
                 .map(|r| r.iter().filter_map(Value::as_str).collect())
@@ -161,16 +313,17 @@ pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
                 );
             }
         }
-        op.insert(
-            "responses".to_owned(),
-            json!({
-                "200": {"description": "success: code \"OK\"",
-                        "content": {"application/json": {"schema": envelope(json!({}))}}},
-                "default": {"description": "an error; see docs/errors.md",
-                            "content": {"application/json": {"schema":
-                                {"$ref": "#/components/schemas/ErrorEnvelope"}}}}
-            }),
-        );
+        if let Some(role) = role_of(route.path) {
+            op.insert(
+                "description".to_owned(),
+                json!(format!(
+                    "Only accounts of role '{}': anyone else gets 403 before the request is read \
+                     or validated.",
+                    role.as_str()
+                )),
+            );
+        }
+        op.insert("responses".to_owned(), responses(route));
         let entry = paths
             .entry(route.path.to_owned())
             .or_insert_with(|| Value::Object(Map::new()));

@@ -44,10 +44,13 @@ pub fn check_password(password: &str) -> Result<(), DomainError> {
             format!("must be {PASSWORD_MIN}-{PASSWORD_MAX} characters long"),
         ));
     }
-    if !password.chars().any(|c| c.is_alphabetic()) || !password.chars().any(|c| c.is_numeric()) {
+    // The same rule as schemas/account.register.json, which can only speak of ASCII classes.
+    if !password.chars().any(|c| c.is_ascii_alphabetic())
+        || !password.chars().any(|c| c.is_ascii_digit())
+    {
         return Err(DomainError::invalid(
             "/password",
-            "must contain at least one letter and one digit",
+            "must contain at least one letter (A-Z, a-z) and one digit (0-9)",
         ));
     }
     Ok(())

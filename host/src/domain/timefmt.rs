@@ -13,7 +13,9 @@ pub fn parse_datetime(field: &str, text: &str) -> Result<OffsetDateTime, DomainE
         return Ok(t.assume_utc());
     }
     OffsetDateTime::parse(text, &Rfc3339)
-        .map(|t| t.to_offset(UtcOffset::UTC))
+        // An offset that would carry the instant past year 9999 keeps its own offset instead of
+        // panicking in `to_offset`; the instant is the same.
+        .map(|t| t.checked_to_offset(UtcOffset::UTC).unwrap_or(t))
         .map_err(|_| {
             DomainError::invalid(
                 field,

@@ -32,10 +32,8 @@ impl Ledger {
         req: &CreditRequest,
     ) -> Result<CreditReceipt, ServiceError> {
         caller.require_role(Role::Operator)?;
+        // The schema keeps the amount above 0 with at most 2 decimal places.
         let amount = Money::from_price("/amount", req.amount)?;
-        if amount.is_zero() {
-            return Err(DomainError::invalid("/amount", "must be greater than 0").into());
-        }
         let account = self
             .store
             .account_by_username(&req.username)

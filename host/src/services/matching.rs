@@ -108,13 +108,8 @@ impl Matcher {
     /// Clause 7.3 a: the ranked matches of a published demand (resources) or of a published
     /// resource (demands), as the query names one or the other.
     pub async fn query(&self, q: MatchQuery) -> Result<Matches, ServiceError> {
-        let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ServiceError::invalid(
-                "/limit",
-                format!("must be between 1 and {MAX_LIMIT}"),
-            ));
-        }
+        // The schema bounds limit to 1..=MAX_LIMIT and names exactly one side.
+        let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
         let offset = q.offset.unwrap_or(0);
         match (q.demand_id, q.registration_id) {
             (Some(demand_id), None) => {

@@ -42,12 +42,6 @@ impl Supply {
         crate::crypto::sealing::parse_recipient(&req.public_key)
             .map_err(|e| ServiceError::invalid("/public_key", e.to_string()))?;
         let collected = parse_datetime("/collection_time", &req.collection_time)?;
-        if !req.data_size.is_finite() || req.data_size < 0.0 {
-            return Err(ServiceError::invalid(
-                "/data_size",
-                "must be a finite number ≥ 0",
-            ));
-        }
         let now = now_millis();
         let registration_id = new_id("reg_");
         let resource = Resource {
@@ -122,20 +116,6 @@ impl Supply {
         req: PublishDatasets,
     ) -> Result<PublicationStatus, ServiceError> {
         caller.require_role(Role::DataSpace)?;
-        if req.owner != CONTROLLED_OWNER {
-            return Err(DomainError::invalid(
-                "/owner",
-                format!("must be the fixed value '{CONTROLLED_OWNER}'"),
-            )
-            .into());
-        }
-        if req.registration_id != CONTROLLED_REGISTRATION_ID {
-            return Err(DomainError::invalid(
-                "/registrationID",
-                format!("must be the fixed value '{CONTROLLED_REGISTRATION_ID}'"),
-            )
-            .into());
-        }
         let terms = price_terms(req.free, req.price)?;
         let now = now_millis();
         let existing = self

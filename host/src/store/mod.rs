@@ -141,10 +141,13 @@ impl Store {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
-        if backend == Backend::Sqlite {
+        let url = if backend == Backend::Sqlite {
             create_sqlite_parent_dir(url)?;
-        }
-        let options = AnyConnectOptions::from_str(url)?;
+            sqlite_create_if_missing(url)
+        } else {
+            url.to_owned()
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .min_connections(1)
@@ -236,6 +239,17 @@ fn create_sqlite_parent_dir(url: &str) -> Result<(), StoreError> {
         std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
     }
     Ok(())
+}
+
+/// `sqlite://PATH` opens read-write and creates the file, like the default database does,
+/// unless the URL chooses its own `mode` (e.g. `mode=ro`).
+fn sqlite_create_if_missing(url: &str) -> String {
+    let (_, query) = url.split_once('?').unwrap_or((url, ""));
+    if url.contains(":memory:") || query.split('&').any(|pair| pair.starts_with("mode=")) {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}mode=rwc")
 }
 
 /// Reads a JSON array of strings stored in a TEXT column.

@@ -99,8 +99,8 @@ impl Store {
                data_category, collection_time, country, provider_url, resource_url, \
                ownership_confirm, public_key, subscribe_confirm, protocol, is_open, source, \
                status, free, price_minor, created_at, updated_at, usage_restrictions) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-               $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CAST($11 AS DOUBLE PRECISION), $12, \
+               $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
         )
         .bind(&r.id)
         .bind(&r.registration_id)
@@ -112,7 +112,10 @@ impl Store {
         .bind(&r.description)
         .bind(&r.data_type)
         .bind(&r.data_format)
-        .bind(r.data_size)
+        // As text: sqlx 0.9's Any driver sends a NULL f64 to PostgreSQL as float4, and the
+        // statement it prepares that way then refuses every non-NULL f64 on that connection
+        // (found by scripts/fuzz-openapi.sh: a controlled publication, then a registration).
+        .bind(r.data_size.map(|size| size.to_string()))
         .bind(encode_string_list(&r.data_category))
         .bind(&r.collection_time)
         .bind(&r.country)

@@ -45,10 +45,9 @@ pub enum Backend {
 
 pub const OPERATOR_PASSWORD: &str = "operator-pass-1";
 
-/// The server PostgreSQL tests create their databases on.
+/// The server PostgreSQL tests create their databases on (`LIUTONG_TEST_POSTGRES`).
 pub fn postgres_admin_url() -> String {
-    std::env::var("LIUTONG_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    liutong_testkit::postgres::admin_url()
 }
 
 /// A database that exists for one test and is removed after it.
@@ -63,18 +62,11 @@ impl TestDb {
             Backend::Sqlite => TestDb::Sqlite {
                 dir: tempfile::tempdir().expect("temp dir"),
             },
-            Backend::Postgres => {
-                let name = format!("lt_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = postgres_admin_url();
-                let mut conn = sqlx_connect(&admin).await;
-                sqlx::Executor::execute(
-                    &mut conn,
-                    sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
-                )
-                .await
-                .unwrap_or_else(|e| panic!("cannot create test database on {admin}: {e}"));
-                TestDb::Postgres { name }
-            }
+            Backend::Postgres => TestDb::Postgres {
+                name: liutong_testkit::postgres::create_database(&postgres_admin_url(), "lt_test")
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
+            },
         }
     }
 
@@ -82,25 +74,10 @@ impl TestDb {
         match self {
             TestDb::Sqlite { dir } => liutong::config::sqlite_url(&dir.path().join("test.db")),
             TestDb::Postgres { name } => {
-                let admin = postgres_admin_url();
-                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-                format!("{base}/{name}")
+                liutong_testkit::postgres::database_url(&postgres_admin_url(), name)
             }
         }
     }
-}
-
-async fn sqlx_connect(url: &str) -> sqlx::AnyConnection {
-    sqlx::any::install_default_drivers();
-    <sqlx::AnyConnection as sqlx::Connection>::connect(url)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot reach PostgreSQL at {url}: {e}. Start it with \
-                 `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
-                 or point LIUTONG_TEST_POSTGRES elsewhere."
-            )
-        })
 }
 
 impl Drop for TestDb {
@@ -116,14 +93,10 @@ impl Drop for TestDb {
                 else {
                     return;
                 };
-                rt.block_on(async move {
-                    let mut conn = sqlx_connect(&postgres_admin_url()).await;
-                    let _ = sqlx::Executor::execute(
-                        &mut conn,
-                        sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
-                    )
-                    .await;
-                });
+                rt.block_on(liutong_testkit::postgres::drop_database(
+                    &postgres_admin_url(),
+                    &name,
+                ));
             })
             .join();
         }

@@ -8,57 +8,7 @@ use liutong_plugin_runtime::{Package, PublisherKey};
 
 use super::TestApp;
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn guests_dir() -> PathBuf {
-    repo_root().join("plugins/guests")
-}
-
-/// Builds every guest once per test process, under a file lock so that concurrent test
-/// processes (the runtime crate's tests) do not build at the same time.
-fn build_guests() {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        std::fs::create_dir_all(guests_dir().join("target")).map_err(|e| e.to_string())?;
-        let lock = std::fs::File::create(guests_dir().join("target/.host-tests.lock"))
-            .map_err(|e| e.to_string())?;
-        lock.lock().map_err(|e| e.to_string())?;
-        let out = std::process::Command::new("bash")
-            .arg(repo_root().join("scripts/build-plugins.sh"))
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("RUSTFLAGS")
-            .output()
-            .map_err(|e| format!("running build-plugins.sh: {e}"))?;
-        let _ = lock.unlock();
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "build-plugins.sh failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    });
-    if let Err(e) = built {
-        panic!("{e}");
-    }
-}
-
-/// `crate_dir` relative to plugins/guests, e.g. `billing-flat-fee` or `fixtures/fixture-trap`.
-pub fn component_path(crate_dir: &str) -> PathBuf {
-    build_guests();
-    let name = Path::new(crate_dir)
-        .file_name()
-        .map(|n| n.to_string_lossy().replace('-', "_"))
-        .unwrap_or_default();
-    guests_dir().join(format!("target/wasm32-wasip2/release/{name}.wasm"))
-}
-
-pub fn manifest_path(crate_dir: &str) -> PathBuf {
-    guests_dir().join(crate_dir).join("plugin.toml")
-}
+pub use liutong_testkit::guests::{component_path, manifest_path, repo_root};
 
 /// The publisher every test app trusts.
 pub fn test_publisher() -> &'static PublisherKey {

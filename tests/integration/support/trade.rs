@@ -1,9 +1,6 @@
 //! Building blocks of a trade, done the way a client does them: age keys generated locally,
 //! data encrypted before upload, delivery keys sealed to the escrow recipient of `/v1/keys`.
 
-use std::io::{Read, Write};
-
-use age::secrecy::ExposeSecret;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
@@ -14,44 +11,9 @@ pub fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
 }
 
-pub fn age_encrypt(recipient: &str, plaintext: &[u8]) -> Vec<u8> {
-    let recipient: age::x25519::Recipient = recipient.parse().expect("recipient");
-    let encryptor =
-        age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
-            .expect("encryptor");
-    let mut out = Vec::new();
-    let mut writer = encryptor.wrap_output(&mut out).expect("wrap");
-    writer.write_all(plaintext).expect("write");
-    writer.finish().expect("finish");
-    out
-}
-
-pub fn age_decrypt(identity: &age::x25519::Identity, ciphertext: &[u8]) -> Vec<u8> {
-    let decryptor = age::Decryptor::new(ciphertext).expect("age file");
-    let mut reader = decryptor
-        .decrypt(std::iter::once(identity as &dyn age::Identity))
-        .expect("decrypts");
-    let mut out = Vec::new();
-    reader.read_to_end(&mut out).expect("read");
-    out
-}
-
-pub fn identity_file(identity: &age::x25519::Identity) -> String {
-    format!(
-        "# public key: {}\n{}\n",
-        identity.to_public(),
-        identity.to_string().expose_secret()
-    )
-}
-
-/// Parses the identity out of an identity file (as `private_key` delivers it).
-pub fn parse_identity_file(text: &str) -> age::x25519::Identity {
-    text.lines()
-        .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
-        .expect("an identity line")
-        .parse()
-        .expect("identity")
-}
+pub use liutong_testkit::age::{
+    decrypt as age_decrypt, encrypt as age_encrypt, identity_file, parse_identity_file,
+};
 
 /// An account with a token and its own age identity.
 pub struct Party {

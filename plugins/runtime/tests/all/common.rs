@@ -2,79 +2,21 @@
 //! and sample arguments.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
 use liutong_plugin_runtime::billing::{BillingMethod, BillingType, ResourceKind, Trade, Usage};
 use liutong_plugin_runtime::{Grants, LoadedPlugin, PoolingMode, Runtime, RuntimeConfig};
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn guests_dir() -> PathBuf {
-    repo_root().join("plugins/guests")
-}
-
-/// Runs `scripts/build-plugins.sh` once per test process (and under a file lock, so that
-/// concurrent test processes do not build at the same time).
-fn build_guests() -> &'static Result<(), String> {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let lock_path = guests_dir().join("target/.runtime-tests.lock");
-        let _ = std::fs::create_dir_all(guests_dir().join("target"));
-        let lock = std::fs::File::create(&lock_path).map_err(|e| e.to_string())?;
-        lock.lock().map_err(|e| e.to_string())?;
-        let out = std::process::Command::new("bash")
-            .arg(repo_root().join("scripts/build-plugins.sh"))
-            // The guests build into their own target dir, whatever this build uses.
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_BUILD_TARGET")
-            .env_remove("RUSTFLAGS")
-            .output()
-            .map_err(|e| format!("running build-plugins.sh: {e}"))?;
-        let _ = lock.unlock();
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "build-plugins.sh failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    })
-}
+pub use liutong_testkit::guests::{component_path as wasm_path, manifest_path, repo_root};
 
 /// A guest crate's component and manifest bytes: `crate_dir` relative to plugins/guests
-/// (e.g. `billing-flat-fee` or `fixtures/fixture-trap`).
+/// (e.g. `billing-flat-fee` or `fixtures/fixture-trap`), built by the shared test kit.
 pub fn guest(crate_dir: &str) -> (Vec<u8>, Vec<u8>) {
-    if let Err(e) = build_guests() {
-        panic!("{e}");
-    }
-    let dir = guests_dir().join(crate_dir);
-    let manifest = std::fs::read(dir.join("plugin.toml")).expect("plugin.toml");
-    let name = Path::new(crate_dir)
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .replace('-', "_");
-    let wasm_path = guests_dir().join(format!("target/wasm32-wasip2/release/{name}.wasm"));
+    let wasm_path = wasm_path(crate_dir);
+    let manifest = std::fs::read(manifest_path(crate_dir)).expect("plugin.toml");
     let wasm = std::fs::read(&wasm_path).unwrap_or_else(|e| panic!("{}: {e}", wasm_path.display()));
     (manifest, wasm)
-}
-
-pub fn wasm_path(crate_dir: &str) -> PathBuf {
-    let _ = guest(crate_dir);
-    let name = Path::new(crate_dir)
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .replace('-', "_");
-    guests_dir().join(format!("target/wasm32-wasip2/release/{name}.wasm"))
-}
-
-pub fn manifest_path(crate_dir: &str) -> PathBuf {
-    guests_dir().join(crate_dir).join("plugin.toml")
 }
 
 /// A directory for compiled-component caches that survives test runs (debug builds compile
