@@ -83,6 +83,32 @@ pub(crate) fn resource_from_row(row: &AnyRow) -> Result<Resource, StoreError> {
     })
 }
 
+/// An optional `f64` bound so that PostgreSQL always sees a `float8` parameter. sqlx 0.9's
+/// `Any` driver sends a NULL `f64` as a `float4` parameter (its `Real` and `Double` arms are
+/// swapped), and PostgreSQL keeps that type in the connection's prepared statement, so a later
+/// non-NULL `f64` in the same statement failed with "incorrect binary data format" (a controlled
+/// publication, which has no `data_size`, followed by a `registerData` on the same connection).
+struct NullableF64(Option<f64>);
+
+impl sqlx::Type<sqlx::Any> for NullableF64 {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <f64 as sqlx::Type<sqlx::Any>>::type_info()
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Any> for NullableF64 {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        match self.0 {
+            Some(v) => <f64 as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&v, buf),
+            // `f32`'s NULL is the one the driver sends as float8 (see above).
+            None => <Option<f32> as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&None, buf),
+        }
+    }
+}
+
 impl Store {
     /// Inserts a resource; `index` also enters it into the match index (for items that are
     /// published on creation, as controlled data is).
@@ -112,7 +138,7 @@ impl Store {
         .bind(&r.description)
         .bind(&r.data_type)
         .bind(&r.data_format)
-        .bind(r.data_size)
+        .bind(NullableF64(r.data_size))
         .bind(encode_string_list(&r.data_category))
         .bind(&r.collection_time)
         .bind(&r.country)
