@@ -14,6 +14,7 @@ mod envelope;
 mod ledger;
 mod matching;
 mod plugins;
+mod policies;
 mod s3;
 mod supply;
 mod trading;

@@ -45,6 +45,14 @@ fn envelope(data: Value) -> Value {
     })
 }
 
+/// The `{name}` segments of a route's path, as required string path parameters.
+fn path_params(path: &str) -> Vec<Value> {
+    path.split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect()
+}
+
 pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
     let mut components = Map::new();
     let mut embedded: Map<String, Value> = Map::new();
@@ -84,7 +92,7 @@ pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
             json!(format!(
                 "{}{}",
                 route.method.as_str().to_lowercase(),
-                route.path.replace('/', "_")
+                route.path.replace('/', "_").replace(['{', '}'], "")
             )),
         );
         if route.auth {
@@ -98,7 +106,7 @@ pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
                 }}}
             })
         };
-        let query_params = |file: &str| {
+        let query_params = |file: &str| -> Vec<Value> {
             let schema = embedded
                 .get(component_name(file))
                 .cloned()
@@ -107,7 +115,7 @@ pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
                 .as_array()
                 .map(|r| r.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            let params: Vec<Value> = schema["properties"]
+            schema["properties"]
                 .as_object()
                 .map(|props| {
                     props
@@ -122,19 +130,19 @@ pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
                         })
                         .collect()
                 })
-                .unwrap_or_default();
-            Value::Array(params)
+                .unwrap_or_default()
         };
+        let mut parameters = path_params(route.path);
         match route.input {
             Input::None => {}
             Input::Body(file) => {
                 op.insert("requestBody".to_owned(), json_body(file));
             }
             Input::Query(file) => {
-                op.insert("parameters".to_owned(), query_params(file));
+                parameters.extend(query_params(file));
             }
             Input::QueryAndBody { query, body } => {
-                op.insert("parameters".to_owned(), query_params(query));
+                parameters.extend(query_params(query));
                 op.insert("requestBody".to_owned(), json_body(body));
             }
             Input::Binary => {
@@ -149,7 +157,7 @@ pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
                 );
             }
             Input::QueryAndBinary(query) => {
-                op.insert("parameters".to_owned(), query_params(query));
+                parameters.extend(query_params(query));
                 op.insert(
                     "requestBody".to_owned(),
                     json!({
@@ -160,6 +168,9 @@ pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
                     }),
                 );
             }
+        }
+        if !parameters.is_empty() {
+            op.insert("parameters".to_owned(), Value::Array(parameters));
         }
         op.insert(
             "responses".to_owned(),
