@@ -11,7 +11,7 @@
 //! Settings (environment): LIUTONG_BENCH_CALLS (20000 sequential calls per mode),
 //! LIUTONG_BENCH_SETTLEMENTS (300 per server), LIUTONG_BENCH_CONCURRENT (1000).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use liutong::config::{Config, PluginsConfig, StorageConfig};
@@ -49,24 +49,8 @@ impl Latencies {
 
 const OPERATOR_PASSWORD: &str = "bench-operator-1";
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn flat_fee() -> (Vec<u8>, Vec<u8>) {
-    let status = std::process::Command::new("bash")
-        .arg(repo_root().join("scripts/build-plugins.sh"))
-        .env_remove("CARGO_TARGET_DIR")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("build-plugins.sh runs");
-    assert!(status.success(), "build-plugins.sh failed");
-    let guests = repo_root().join("plugins/guests");
-    (
-        std::fs::read(guests.join("billing-flat-fee/plugin.toml")).expect("manifest"),
-        std::fs::read(guests.join("target/wasm32-wasip2/release/billing_flat_fee.wasm"))
-            .expect("component"),
-    )
+    common::guest("billing-flat-fee")
 }
 
 fn trade(n: u64) -> Trade {

@@ -28,10 +28,9 @@ use liutong::services::accounts::Accounts;
 use liutong::store::Store;
 use liutong_plugin_runtime::{Package, PluginKind, PublisherKey};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 mod common;
-use common::{Api, Latencies, drop_postgres_database, env_u64, load_average, postgres_database};
+use common::{Api, Latencies, Running, env_u64, on_each_backend, run_server};
 
 const OPERATOR_PASSWORD: &str = "bench-operator-1";
 const POOL_SIZE: u32 = 16;
@@ -44,24 +43,9 @@ struct Settings {
     sequential: usize,
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// The `use-scenes` package, signed by a fresh publisher whose key goes into `trust`.
 fn use_scenes_package(trust: &Path, out: &Path) {
-    let status = std::process::Command::new("bash")
-        .arg(repo_root().join("scripts/build-plugins.sh"))
-        .env_remove("CARGO_TARGET_DIR")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("build-plugins.sh runs");
-    assert!(status.success(), "build-plugins.sh failed");
-    let guests = repo_root().join("plugins/guests");
-    let manifest = std::fs::read(guests.join("policy-use-scenes/plugin.toml")).expect("manifest");
-    let component =
-        std::fs::read(guests.join("target/wasm32-wasip2/release/policy_use_scenes.wasm"))
-            .expect("component");
+    let (manifest, component) = common::guest("policy-use-scenes");
     let key = PublisherKey::generate("liutong-bench");
     std::fs::create_dir_all(trust).expect("trust dir");
     std::fs::write(trust.join("bench.pub"), key.public().to_json()).expect("trusted key");
@@ -73,66 +57,33 @@ fn use_scenes_package(trust: &Path, out: &Path) {
     .expect("package");
 }
 
-/// liutong on its own two-worker runtime, stopped when dropped.
-struct Running {
-    base: String,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 fn start_liutong(database_url: String, dir: PathBuf) -> Running {
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("server runtime");
-        rt.block_on(async move {
-            let mut config = liutong::Config {
-                listen: "127.0.0.1:0".parse().expect("addr"),
-                database_url,
-                max_db_connections: POOL_SIZE,
-                operator_password: Some(OPERATOR_PASSWORD.into()),
-                ..liutong::Config::default()
-            };
-            config.keys_dir = dir.join("keys");
-            config.storage.dir = dir.join("files");
-            config.plugins.trust_dir = dir.join("trusted");
-            config.plugins.cache_dir = dir.join("cache");
-            config.plugins.preinstall = vec![dir.join("packages")];
-            config
-                .plugins
-                .defaults
-                .insert(PluginKind::Policy, "use-scenes".into());
-            let app = liutong::App::build(config).await.expect("liutong builds");
-            addr_tx
-                .send(format!("http://{}", app.local_addr().expect("addr")))
-                .expect("report address");
-            app.serve_until(async move {
-                let _ = stop_rx.await;
-            })
-            .await
-            .expect("liutong serves");
-        });
-    });
-    Running {
-        base: addr_rx.recv().expect("server reports its address"),
-        shutdown: Some(stop_tx),
-        thread: Some(thread),
-    }
+    run_server(move |stop, addr| async move {
+        let mut config = liutong::Config {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            database_url,
+            max_db_connections: POOL_SIZE,
+            operator_password: Some(OPERATOR_PASSWORD.into()),
+            ..liutong::Config::default()
+        };
+        config.keys_dir = dir.join("keys");
+        config.storage.dir = dir.join("files");
+        config.plugins.trust_dir = dir.join("trusted");
+        config.plugins.cache_dir = dir.join("cache");
+        config.plugins.preinstall = vec![dir.join("packages")];
+        config
+            .plugins
+            .defaults
+            .insert(PluginKind::Policy, "use-scenes".into());
+        let app = liutong::App::build(config).await.expect("liutong builds");
+        addr.send(format!("http://{}", app.local_addr().expect("addr")))
+            .expect("report address");
+        app.serve_until(async move {
+            let _ = stop.await;
+        })
+        .await
+        .expect("liutong serves");
+    })
 }
 
 /// Commits per second of single-row updates of one row, through liutong's store layer.
@@ -206,34 +157,9 @@ async fn policy(api: &Api, database_url: &str) -> (String, String) {
         json!({"username": "carol", "amount": 100, "reference": "bench"}),
     )
     .await;
-    let demand = api
-        .post(
-            "/registerDemand",
-            Some(&buyer),
-            json!({"demander": "carol", "data_category": ["bench"], "key_words": ["bench"],
-                   "data_type": "dataset"}),
-        )
-        .await["demandID"]
-        .as_str()
-        .expect("demand")
-        .to_owned();
-    api.post(
-        "/publishDemand",
-        Some(&buyer),
-        json!({"demander": "carol", "demandID": demand}),
-    )
-    .await;
     let confirm = api
-        .post(
-            "/confirmDemand",
-            Some(&buyer),
-            json!({"demander": "carol", "demandID": demand, "registrationID": "TDS-CONTROLLED",
-                   "dataID": "ctl-bench"}),
-        )
-        .await["confirmID"]
-        .as_str()
-        .expect("confirm")
-        .to_owned();
+        .confirm(&buyer, "carol", "TDS-CONTROLLED", Some("ctl-bench"))
+        .await;
     let license = api
         .post("/settlement", Some(&buyer), json!({"confirmID": confirm}))
         .await["licenses"]
@@ -372,23 +298,9 @@ async fn main() {
         sequential: env_u64("LIUTONG_BENCH_SEQUENTIAL", 2000) as usize,
     };
     sqlx::any::install_default_drivers();
-    println!("load average at start: {}", load_average());
-    if common::sqlite_enabled() {
-        let dir = tempfile::tempdir().expect("dir");
-        let url = liutong::config::sqlite_url(&dir.path().join("bench.db"));
-        let figures = run_backend(&url, &s).await;
-        report("SQLite", &figures, &s);
-        println!("load average: {}", load_average());
-    }
-    if let Some(admin) = common::postgres_admin() {
-        match postgres_database(&admin).await {
-            Some((url, name)) => {
-                let figures = run_backend(&url, &s).await;
-                report("PostgreSQL", &figures, &s);
-                drop_postgres_database(&admin, &name).await;
-                println!("load average: {}", load_average());
-            }
-            None => println!("PostgreSQL not reachable at {admin}"),
-        }
-    }
+    on_each_backend(async |database, url| {
+        let figures = run_backend(url, &s).await;
+        report(database, &figures, &s);
+    })
+    .await;
 }

@@ -3,13 +3,12 @@
 //! concurrency, retries and kill -9, with a decision log.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::on_both_backends;
 use crate::support::fixtures::publish_datasets;
-use crate::support::plugins::{shared_cache_dir, signed_package, trust_test_publisher};
+use crate::support::plugins::{package_dir, shared_cache_dir, trust_test_publisher};
 use crate::support::trade::Party;
 use crate::support::{Backend, Resp, TestApp};
 
@@ -70,6 +69,14 @@ async fn buy(app: &TestApp, space: &str, data_id: &str, buyer: &str) -> Purchase
         license,
         data_id: data_id.to_owned(),
     }
+}
+
+/// `use-scenes` as the default policy plugin, the data space `tds-one`, and carol's settled
+/// purchase of its `ctl-1`.
+async fn bought(app: &TestApp) -> Purchase {
+    use_scenes_by_default(app).await;
+    let space = app.account_with_role("tds-one", "data_space").await;
+    buy(app, &space, "ctl-1", "carol").await
 }
 
 /// A.3.7 body: users `u-1` and group `g-lab`, the given scenes.
@@ -140,12 +147,7 @@ async fn use_scenes_by_default(app: &TestApp) {
 /// A server that preinstalls `use-scenes` and makes it the default policy plugin through its
 /// configuration (`plugins.preinstall`, `plugins.defaults.policy`), as start.sh does.
 async fn spawn_with_use_scenes(backend: Backend) -> (TestApp, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("dir");
-    std::fs::write(
-        dir.path().join("use-scenes.ltpkg"),
-        signed_package("policy-use-scenes"),
-    )
-    .expect("package");
+    let dir = package_dir(&["policy-use-scenes"]);
     let app = TestApp::spawn_with(backend, |c| {
         c.plugins.preinstall = vec![dir.path().to_owned()];
         c.plugins.defaults.insert(
@@ -164,21 +166,13 @@ async fn controlled_data_end_to_end(backend: Backend) {
     let space = app.account_with_role("tds-one", "data_space").await;
     let p = buy(&app, &space, "ctl-1", "carol").await;
 
-    let created = deliver(
-        &app,
-        &p,
-        &policy_body(
-            &p,
-            "research",
-            json!([
-                {"useSence": "training", "counts": 3,
-                 "aiFrame": ["pytorch", "paddle"], "visitArea": ["beijing", "shanghai"]},
-                {"useSence": "preview", "viewRowsRange": {"start": 0, "end": 99}},
-                {"useSence": "inference", "counts": 10, "remainingCounts": 2}
-            ]),
-        ),
-    )
-    .await;
+    let scenes = json!([
+        {"useSence": "training", "counts": 3,
+         "aiFrame": ["pytorch", "paddle"], "visitArea": ["beijing", "shanghai"]},
+        {"useSence": "preview", "viewRowsRange": {"start": 0, "end": 99}},
+        {"useSence": "inference", "counts": 10, "remainingCounts": 2}
+    ]);
+    let created = deliver(&app, &p, &policy_body(&p, "research", scenes.clone())).await;
     let a52 = created.ok().clone();
     let policy_id = a52["policyId"].as_str().expect("policyId").to_owned();
     assert!(policy_id.starts_with("pol_"));
@@ -208,21 +202,7 @@ async fn controlled_data_end_to_end(backend: Backend) {
         ])
     );
     // The same request again is the same policy.
-    let again = deliver(
-        &app,
-        &p,
-        &policy_body(
-            &p,
-            "research",
-            json!([
-                {"useSence": "training", "counts": 3,
-                 "aiFrame": ["pytorch", "paddle"], "visitArea": ["beijing", "shanghai"]},
-                {"useSence": "preview", "viewRowsRange": {"start": 0, "end": 99}},
-                {"useSence": "inference", "counts": 10, "remainingCounts": 2}
-            ]),
-        ),
-    )
-    .await;
+    let again = deliver(&app, &p, &policy_body(&p, "research", scenes)).await;
     assert_eq!(again.ok()["policyId"], policy_id.as_str());
     // Other terms under the same name are a conflict.
     deliver(
@@ -621,9 +601,8 @@ async fn deliver_datasets_refusals(app: TestApp) {
 /// /updateLicenses keeps policies bound to the new license; a revoked publication leaves its
 /// policies working.
 async fn licenses_updates_and_revocation_keep_policies(app: TestApp) {
-    use_scenes_by_default(&app).await;
-    let space = app.account_with_role("tds-one", "data_space").await;
-    let p = buy(&app, &space, "ctl-1", "carol").await;
+    let p = bought(&app).await;
+    let space = p.space.clone();
     let scenes = json!([{"useSence": "training", "counts": 5}]);
     let policy_id = policy(&app, &p, "research", scenes.clone()).await;
     access(&app, &space, &policy_id, use_as("a-1", "u-1", "training"))
@@ -708,9 +687,8 @@ fn count(answers: &[Value], decision: &str) -> usize {
 /// 200 concurrent accesses against counts 50: exactly 50 allowed, none after; retried
 /// request ids (concurrent with their first attempts, and later) spend nothing more.
 async fn counters_are_exact_under_concurrency(app: TestApp) {
-    use_scenes_by_default(&app).await;
-    let space = app.account_with_role("tds-one", "data_space").await;
-    let p = buy(&app, &space, "ctl-1", "carol").await;
+    let p = bought(&app).await;
+    let space = p.space.clone();
     let policy_id = policy(
         &app,
         &p,
@@ -801,9 +779,8 @@ async fn counters_are_exact_under_concurrency(app: TestApp) {
 
 /// Access requests are validated like every request.
 async fn access_requests_are_validated(app: TestApp) {
-    use_scenes_by_default(&app).await;
-    let space = app.account_with_role("tds-one", "data_space").await;
-    let p = buy(&app, &space, "ctl-1", "carol").await;
+    let p = bought(&app).await;
+    let space = p.space.clone();
     let policy_id = policy(&app, &p, "p", json!([{"useSence": "training"}])).await;
     for (body, needle) in [
         (
@@ -1074,18 +1051,12 @@ async fn kill_during_accesses(backend: Backend) {
     let dir = tempfile::tempdir().expect("dir");
     let trust = dir.path().join("trusted");
     trust_test_publisher(&trust);
-    let packages = dir.path().join("packages");
-    std::fs::create_dir_all(&packages).expect("packages dir");
-    std::fs::write(
-        packages.join("use-scenes.ltpkg"),
-        signed_package("policy-use-scenes"),
-    )
-    .expect("package");
+    let packages = package_dir(&["policy-use-scenes"]);
     let extra = format!(
         "[plugins]\ntrust_dir = {}\ncache_dir = {}\npreinstall = [{}]\n\n[plugins.defaults]\npolicy = \"use-scenes\"\n",
         toml_path(&trust),
         toml_path(&shared_cache_dir()),
-        toml_path(&packages)
+        toml_path(packages.path())
     );
     let mut app = TestApp::spawn_binary(backend, &extra).await;
     let space = app.account_with_role("tds-one", "data_space").await;
@@ -1098,52 +1069,22 @@ async fn kill_during_accesses(backend: Backend) {
     )
     .await;
 
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut tasks = Vec::new();
-    for i in 0..CRASH_REQUESTS {
-        let client = app.client.clone();
-        let url = app.url(&format!("/v1/policies/{policy_id}/access"));
-        let token = space.clone();
-        let done = done_tx.clone();
-        tasks.push(tokio::spawn(async move {
-            let body = use_as(&format!("k-{i}"), "u-1", "training");
-            let answer = match client
-                .post(url)
-                .header("X-Auth-Token", token)
-                .json(&body)
-                .send()
-                .await
-            {
-                Ok(r) if r.status() == 200 => {
-                    r.json::<Value>().await.ok().map(|v| v["data"].clone())
-                }
-                _ => None,
-            };
-            let _ = done.send(());
-            (i, answer)
-        }));
-    }
-    drop(done_tx);
-    let mut answered = 0;
-    while answered < 20 {
-        if tokio::time::timeout(Duration::from_secs(60), done_rx.recv())
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-        {
-            break;
-        }
-        answered += 1;
-    }
-    app.kill9().await;
-    let mut acknowledged: HashMap<usize, Value> = HashMap::new();
-    for t in tasks {
-        let (i, answer) = t.await.expect("task");
-        if let Some(a) = answer {
-            acknowledged.insert(i, a);
-        }
-    }
+    let requests = (0..CRASH_REQUESTS)
+        .map(|i| {
+            (
+                format!("/v1/policies/{policy_id}/access"),
+                space.clone(),
+                use_as(&format!("k-{i}"), "u-1", "training"),
+            )
+        })
+        .collect();
+    let acknowledged: HashMap<usize, Value> = app
+        .post_all_then_kill9(requests, 20)
+        .await
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, answer)| Some((i, answer?["data"].clone())))
+        .collect();
     assert!(!acknowledged.is_empty(), "nothing answered before the kill");
     assert!(
         acknowledged.len() < CRASH_REQUESTS,
