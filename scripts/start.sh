@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds liutong and its sample plugins and starts it on an embedded SQLite database
 # (./data/liutong.db) at http://127.0.0.1:8080, with the sample plugins signed by the operator's
-# local publisher key (data/publisher.key) and installed, and `flat-fee` the default billing
-# rule. Extra arguments go to `liutong serve` (e.g. --listen 0.0.0.0:8080).
+# local publisher key (data/publisher.key) and installed, `flat-fee` the default billing rule and
+# `use-scenes` the default policy plugin (access decisions on controlled data, A.3.7). Extra arguments go to `liutong serve` (e.g. --listen 0.0.0.0:8080).
 #
 # Everything it creates lives in data/ (created once, reused by later runs):
 #   data/operator-password            the bootstrap operator's password (unless you set one)
@@ -48,7 +48,7 @@ for crate in billing-flat-fee billing-tiered-per-call billing-per-token billing-
   "$liutong" plugin sign --key data/publisher.key --dir "plugins/guests/$crate" \
     --out data/plugins >/dev/null
 done
-echo "sample plugins signed into data/plugins/ (installed at start; flat-fee is the default billing rule)"
+echo "sample plugins signed into data/plugins/ (installed at start; flat-fee is the default billing rule, use-scenes the default policy plugin)"
 
 if [ -z "${LIUTONG_CONFIG:-}" ]; then
   if [ ! -f data/liutong.toml ]; then
@@ -64,6 +64,7 @@ preinstall = ["data/plugins"]
 
 [plugins.defaults]
 billing = "flat-fee"
+policy = "use-scenes"
 
 # Adapters reach only the hosts granted here (and asked for in their manifest), e.g.:
 # [plugins.grants.openai-chat]

@@ -35,10 +35,12 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 mod common;
-use common::{Api, Latencies, drop_postgres_database, env_u64, load_average, postgres_database};
+use common::{
+    Api, Latencies, Running, drop_postgres_database, env_u64, load_average, postgres_database,
+    run_server,
+};
 
 const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
 const POOL_SIZE: u32 = 16;
@@ -49,48 +51,6 @@ struct Settings {
     resources: usize,
     demands: usize,
     match_queries: usize,
-}
-
-/// A server on its own runtime thread, stopped when dropped.
-struct Running {
-    base: String,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Runs `serve(listener, stop)` on a new two-worker runtime in its own thread.
-fn run_server<F, Fut>(serve: F) -> Running
-where
-    F: FnOnce(oneshot::Receiver<()>, std::sync::mpsc::Sender<String>) -> Fut + Send + 'static,
-    Fut: Future<Output = ()>,
-{
-    let (stop_tx, stop_rx) = oneshot::channel();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("server runtime");
-        rt.block_on(serve(stop_rx, addr_tx));
-    });
-    let base = addr_rx.recv().expect("server reports its address");
-    Running {
-        base,
-        shutdown: Some(stop_tx),
-        thread: Some(thread),
-    }
 }
 
 fn start_liutong(database_url: String, dir: std::path::PathBuf) -> Running {

@@ -25,6 +25,7 @@ use crate::services::matching::Matcher;
 use crate::services::ops::Ops;
 use crate::services::plugins::PluginHost;
 use crate::services::plugins::billing::PluginBilling;
+use crate::services::policies::Policies;
 use crate::services::supply::Supply;
 use crate::services::trading::{Trading, TradingConfig};
 use crate::store::Store;
@@ -123,6 +124,7 @@ impl App {
             elapsed_ms = loading.elapsed().as_millis() as u64,
             "loaded the match index"
         );
+        let policies = Policies::new(store.clone(), Arc::clone(&keys), plugins.clone());
         let services = Services {
             accounts,
             supply: Supply::new(store.clone()),
@@ -134,6 +136,7 @@ impl App {
             plugins,
             keys: Keys::new(keys),
             ops: Ops::new(store.clone(), metrics, config.metrics),
+            policies,
         };
         let state = AppState {
             services: Arc::new(services),

@@ -59,6 +59,11 @@ pub const FILES: &[(&str, &str)] = embed![
     "admin.plugins.call.json",
     "admin.billingRule.json",
     "admin.pluginCalls.json",
+    "admin.policyRule.json",
+    "deliverDatasets.json",
+    "policies.access.json",
+    "policies.list.json",
+    "policies.decisions.json",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -2,10 +2,8 @@
 //! database, and check that every settlement that answered 200 is there with the same
 //! documents, the ledger balances, and nothing is half-done.
 
-use std::collections::HashMap;
-use std::time::Duration;
-
 use serde_json::{Value, json};
+use std::collections::HashMap;
 
 use crate::support::{Backend, TestApp};
 
@@ -33,46 +31,21 @@ async fn kill_during_settlements(backend: Backend) {
     }
 
     // All 200 at once, each in its own task; kill -9 once a quarter of them have answered.
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut tasks = Vec::new();
-    for (id, token, buyer) in confirmations.clone() {
-        let client = app.client.clone();
-        let url = app.url("/settlement");
-        let done = done_tx.clone();
-        tasks.push(tokio::spawn(async move {
-            let response = client
-                .post(url)
-                .header("X-Auth-Token", token)
-                .json(&json!({"confirmID": id}))
-                .send()
-                .await;
-            let outcome = match response {
-                Ok(r) if r.status() == 200 => r.json::<Value>().await.ok(),
-                _ => None,
-            };
-            let _ = done.send(());
-            (id, buyer, outcome)
-        }));
-    }
-    drop(done_tx);
-    let mut answered = 0;
-    while answered < SETTLEMENTS / 4 {
-        if tokio::time::timeout(Duration::from_secs(60), done_rx.recv())
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-        {
-            break;
-        }
-        answered += 1;
-    }
-    app.kill9().await;
+    let requests = confirmations
+        .iter()
+        .map(|(id, token, _)| {
+            (
+                "/settlement".to_owned(),
+                token.clone(),
+                json!({"confirmID": id}),
+            )
+        })
+        .collect();
+    let outcomes = app.post_all_then_kill9(requests, SETTLEMENTS / 4).await;
     let mut ok: HashMap<String, (usize, Value)> = HashMap::new();
-    for task in tasks {
-        let (id, buyer, outcome) = task.await.expect("task");
+    for ((id, _, buyer), outcome) in confirmations.iter().zip(outcomes) {
         if let Some(body) = outcome {
-            ok.insert(id, (buyer, body["data"].clone()));
+            ok.insert(id.clone(), (*buyer, body["data"].clone()));
         }
     }
     assert!(!ok.is_empty(), "no settlement finished before the kill");

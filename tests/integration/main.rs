@@ -17,6 +17,7 @@ mod ledger;
 mod matching;
 mod migrations;
 mod plugins;
+mod policies;
 mod roles;
 mod s3;
 mod supply;

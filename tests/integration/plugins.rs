@@ -5,7 +5,9 @@ use liutong_plugin_runtime::{Package, PublisherKey};
 use serde_json::{Value, json};
 
 use crate::on_both_backends;
-use crate::support::plugins::{component_path, manifest_path, signed_package, signed_package_with};
+use crate::support::plugins::{
+    component_path, manifest_path, package_dir, signed_package, signed_package_with,
+};
 use crate::support::trade::Listing;
 use crate::support::{Backend, TestApp};
 
@@ -515,17 +517,7 @@ async fn audit_queries_are_for_operators_and_validated(app: TestApp) {
 }
 
 async fn preinstalled_packages_load_at_start(backend: Backend) {
-    let dir = tempfile::tempdir().expect("dir");
-    std::fs::write(
-        dir.path().join("flat-fee.ltpkg"),
-        signed_package("billing-flat-fee"),
-    )
-    .expect("package");
-    std::fs::write(
-        dir.path().join("use-scenes.ltpkg"),
-        signed_package("policy-use-scenes"),
-    )
-    .expect("package");
+    let dir = package_dir(&["billing-flat-fee", "policy-use-scenes"]);
     let app = TestApp::spawn_with(backend, |c| {
         c.plugins.preinstall = vec![dir.path().to_owned()];
         c.plugins.defaults.insert(

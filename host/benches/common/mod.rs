@@ -3,9 +3,12 @@
 
 #![allow(dead_code)] // each bench uses its own subset
 
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tokio::sync::oneshot;
 
 pub fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -136,6 +139,44 @@ impl Api {
         self.token(name, &password).await
     }
 
+    /// Registers and publishes a demand of `demander` (a dataset, keyword `bench`), then
+    /// confirms `registration_id` (with `data_id` for controlled data) for it; returns the
+    /// confirmID.
+    pub async fn confirm(
+        &self,
+        token: &str,
+        demander: &str,
+        registration_id: &str,
+        data_id: Option<&str>,
+    ) -> String {
+        let demand = self
+            .post(
+                "/registerDemand",
+                Some(token),
+                json!({"demander": demander, "data_category": ["bench"], "key_words": ["bench"],
+                       "data_type": "dataset"}),
+            )
+            .await["demandID"]
+            .as_str()
+            .expect("demand")
+            .to_owned();
+        self.post(
+            "/publishDemand",
+            Some(token),
+            json!({"demander": demander, "demandID": demand}),
+        )
+        .await;
+        let mut confirm =
+            json!({"demander": demander, "demandID": demand, "registrationID": registration_id});
+        if let Some(d) = data_id {
+            confirm["dataID"] = json!(d);
+        }
+        self.post("/confirmDemand", Some(token), confirm).await["confirmID"]
+            .as_str()
+            .expect("confirm")
+            .to_owned()
+    }
+
     pub async fn token(&self, name: &str, password: &str) -> String {
         self.post(
             "/v1/account/token",
@@ -147,4 +188,97 @@ impl Api {
             .expect("token")
             .to_owned()
     }
+}
+
+/// Runs `run` on a fresh SQLite file and on a fresh PostgreSQL database (each unless skipped),
+/// with the database's name and URL, printing the load average before and after each.
+pub async fn on_each_backend(mut run: impl AsyncFnMut(&'static str, &str)) {
+    println!("load average at start: {}", load_average());
+    if sqlite_enabled() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = liutong::config::sqlite_url(&dir.path().join("bench.db"));
+        run("SQLite", &url).await;
+        println!("load average: {}", load_average());
+    }
+    if let Some(admin) = postgres_admin() {
+        match postgres_database(&admin).await {
+            Some((url, name)) => {
+                run("PostgreSQL", &url).await;
+                drop_postgres_database(&admin, &name).await;
+                println!("load average: {}", load_average());
+            }
+            None => println!("PostgreSQL not reachable at {admin}"),
+        }
+    }
+}
+
+/// A server on its own runtime thread, stopped when dropped.
+pub struct Running {
+    pub base: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs `serve(listener, stop)` on a new two-worker runtime in its own thread.
+pub fn run_server<F, Fut>(serve: F) -> Running
+where
+    F: FnOnce(oneshot::Receiver<()>, std::sync::mpsc::Sender<String>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        rt.block_on(serve(stop_rx, addr_tx));
+    });
+    let base = addr_rx.recv().expect("server reports its address");
+    Running {
+        base,
+        shutdown: Some(stop_tx),
+        thread: Some(thread),
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A guest plugin of `plugins/guests` (`crate_dir`, e.g. `billing-flat-fee`): its manifest and
+/// its component, built first by `scripts/build-plugins.sh` (a no-op when up to date).
+pub fn guest(crate_dir: &str) -> (Vec<u8>, Vec<u8>) {
+    let status = std::process::Command::new("bash")
+        .arg(repo_root().join("scripts/build-plugins.sh"))
+        .env_remove("CARGO_TARGET_DIR")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("build-plugins.sh runs");
+    assert!(status.success(), "build-plugins.sh failed");
+    let guests = repo_root().join("plugins/guests");
+    let wasm = format!(
+        "target/wasm32-wasip2/release/{}.wasm",
+        crate_dir
+            .rsplit('/')
+            .next()
+            .unwrap_or(crate_dir)
+            .replace('-', "_")
+    );
+    (
+        std::fs::read(guests.join(crate_dir).join("plugin.toml")).expect("manifest"),
+        std::fs::read(guests.join(wasm)).expect("component"),
+    )
 }

@@ -13,6 +13,7 @@ pub mod matching;
 pub mod openapi;
 pub mod ops;
 pub mod plugins;
+pub mod policies;
 pub mod supply;
 pub mod trading;
 
@@ -92,6 +93,7 @@ pub fn catalog() -> Vec<Route> {
     routes.extend(ledger::routes());
     routes.extend(keys::routes());
     routes.extend(plugins::routes());
+    routes.extend(policies::routes());
     routes
 }
 

@@ -52,7 +52,10 @@ fn envelope(data: Value) -> Value {
 pub fn role_of(path: &str) -> Option<Role> {
     if path.starts_with("/v1/admin/") {
         Some(Role::Operator)
-    } else if path == "/publishDatasets" {
+    } else if matches!(
+        path,
+        "/publishDatasets" | "/deliverDatasets" | "/v1/policies/{policyId}/access"
+    ) {
         Some(Role::DataSpace)
     } else {
         None
@@ -181,6 +184,14 @@ fn responses(route: &RouteDoc) -> Value {
     Value::Object(responses)
 }
 
+/// The `{name}` segments of a route's path, as required string path parameters.
+fn path_params(path: &str) -> Vec<Value> {
+    path.split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect()
+}
+
 pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
     let mut components = Map::new();
     let mut embedded: Map<String, Value> = Map::new();
@@ -220,7 +231,7 @@ pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
             json!(format!(
                 "{}{}",
                 route.method.as_str().to_lowercase(),
-                route.path.replace('/', "_")
+                route.path.replace('/', "_").replace(['{', '}'], "")
             )),
         );
         if route.auth {
@@ -234,7 +245,7 @@ pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
                 }}}
             })
         };
-        let query_params = |file: &str| {
+        let query_params = |file: &str| -> Vec<Value> {
             let schema = embedded
                 .get(component_name(file))
                 .cloned()
@@ -246,20 +257,20 @@ pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
                 .iter()
                 .any(|k| schema.get(k).is_some());
             if across {
-                return json!([{
+                return vec![json!({
                     "name": component_name(file),
                     "in": "query",
                     "style": "form",
                     "explode": true,
                     "required": !schemas.validate(file, &json!({})).is_empty(),
                     "schema": schema
-                }]);
+                })];
             }
             let required: Vec<&str> = schema["required"]
                 .as_array()
                 .map(|r| r.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            let params: Vec<Value> = schema["properties"]
+            schema["properties"]
                 .as_object()
                 .map(|props| {
                     props
@@ -274,19 +285,19 @@ pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
                         })
                         .collect()
                 })
-                .unwrap_or_default();
-            Value::Array(params)
+                .unwrap_or_default()
         };
+        let mut parameters = path_params(route.path);
         match route.input {
             Input::None => {}
             Input::Body(file) => {
                 op.insert("requestBody".to_owned(), json_body(file));
             }
             Input::Query(file) => {
-                op.insert("parameters".to_owned(), query_params(file));
+                parameters.extend(query_params(file));
             }
             Input::QueryAndBody { query, body } => {
-                op.insert("parameters".to_owned(), query_params(query));
+                parameters.extend(query_params(query));
                 op.insert("requestBody".to_owned(), json_body(body));
             }
             Input::Binary => {
@@ -301,7 +312,7 @@ pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
                 );
             }
             Input::QueryAndBinary(query) => {
-                op.insert("parameters".to_owned(), query_params(query));
+                parameters.extend(query_params(query));
                 op.insert(
                     "requestBody".to_owned(),
                     json!({
@@ -322,6 +333,9 @@ pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
                     role.as_str()
                 )),
             );
+        }
+        if !parameters.is_empty() {
+            op.insert("parameters".to_owned(), Value::Array(parameters));
         }
         op.insert("responses".to_owned(), responses(route));
         let entry = paths

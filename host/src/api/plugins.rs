@@ -14,16 +14,26 @@ use super::error::{ApiError, ApiResult, Data, ErrorCode};
 use super::extract::{Operator, ValidJson, ValidQuery, request_schemas};
 use super::{AppState, Input, Route, RouteDoc};
 use crate::domain::plugins::{
-    Activate, BillingRuleRequest, CallRequest, CallView, CallsPage, CallsQuery, Installed,
-    PluginRef, SetDefault,
+    Activate, CallRequest, CallView, CallsPage, CallsQuery, Installed, PluginRef,
+    ResourceRuleRequest, SetDefault,
 };
 use crate::services::plugins::MAX_PACKAGE_BYTES;
+
+/// The billing and policy rules share one shape; one type each so each has its own schema.
+#[derive(Debug, serde::Deserialize)]
+#[serde(transparent)]
+pub struct BillingRuleBody(pub ResourceRuleRequest);
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(transparent)]
+pub struct PolicyRuleBody(pub ResourceRuleRequest);
 
 request_schemas! {
     PluginRef => "admin.plugins.ref.json",
     Activate => "admin.plugins.activate.json",
     SetDefault => "admin.plugins.default.json",
-    BillingRuleRequest => "admin.billingRule.json",
+    BillingRuleBody => "admin.billingRule.json",
+    PolicyRuleBody => "admin.policyRule.json",
     CallRequest => "admin.plugins.call.json",
     CallsQuery => "admin.pluginCalls.json",
 }
@@ -113,10 +123,20 @@ async fn set_default(
 async fn set_billing_rule(
     State(app): State<AppState>,
     Operator(caller): Operator,
-    ValidJson(req): ValidJson<BillingRuleRequest>,
+    ValidJson(BillingRuleBody(req)): ValidJson<BillingRuleBody>,
 ) -> ApiResult<Value> {
     Ok(Data(
         app.services.plugins.set_billing_rule(&caller, req).await?,
+    ))
+}
+
+async fn set_policy_rule(
+    State(app): State<AppState>,
+    Operator(caller): Operator,
+    ValidJson(PolicyRuleBody(req)): ValidJson<PolicyRuleBody>,
+) -> ApiResult<Value> {
+    Ok(Data(
+        app.services.plugins.set_policy_rule(&caller, req).await?,
     ))
 }
 
@@ -220,6 +240,15 @@ pub fn routes() -> Vec<Route> {
                 Input::Body("admin.billingRule.json"),
             ),
             handler: put(set_billing_rule),
+        },
+        Route {
+            doc: doc(
+                Method::PUT,
+                "/v1/admin/policy-rules",
+                "Choose the policy plugin and its configuration for one controlled publication",
+                Input::Body("admin.policyRule.json"),
+            ),
+            handler: put(set_policy_rule),
         },
         Route {
             doc: doc(

@@ -73,6 +73,12 @@ id_type!(
     "usr_"
 );
 
+id_type!(
+    /// A usage policy of controlled data (`pol_…`, A.3.7).
+    PolicyId,
+    "pol_"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,13 +13,14 @@ pub mod match_index;
 pub mod matching;
 pub mod money;
 pub mod plugins;
+pub mod policy;
 pub mod supply;
 pub mod timefmt;
 pub mod trading;
 
 use serde::{Deserialize, Serialize};
 
-pub use ids::{AccountId, new_id};
+pub use ids::{AccountId, PolicyId, new_id};
 
 /// The fixed owner name of controlled data published by a trusted data space (A.1.3).
 pub const CONTROLLED_OWNER: &str = "trusted-data-space";

@@ -34,9 +34,10 @@ pub struct InstalledPlugin {
     pub updated_at: i64,
 }
 
-/// The billing rule chosen for one resource.
+/// The plugin chosen for one resource, with its configuration: a billing rule
+/// (`resource_billing`), or the policy plugin of controlled data (`resource_policy`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BillingRule {
+pub struct ResourceRule {
     pub resource_id: String,
     pub plugin_id: String,
     /// JSON object text.
@@ -150,9 +151,9 @@ pub struct SetDefault {
     pub plugin: String,
 }
 
-/// `PUT /v1/admin/billing-rules` request.
+/// `PUT /v1/admin/billing-rules` and `PUT /v1/admin/policy-rules` request.
 #[derive(Debug, Deserialize)]
-pub struct BillingRuleRequest {
+pub struct ResourceRuleRequest {
     #[serde(rename = "registrationID")]
     pub registration_id: String,
     #[serde(rename = "dataID")]

@@ -16,7 +16,6 @@ use crate::crypto::{KeyRing, sealing};
 use crate::domain::delivery::{
     AccountDeliveryKey, DataRef, Deliver, DeliveryMode, DepositDeliveryKey, DepositView, UploadView,
 };
-use crate::domain::license::LicenseError;
 use crate::domain::supply::{Resource, ResourceRef};
 use crate::domain::timefmt::{from_millis, now_millis, to_rfc3339};
 use crate::domain::trading::{
@@ -241,59 +240,9 @@ impl Delivery {
         req: &Deliver,
         mode: DeliveryMode,
     ) -> Result<Delivered, ServiceError> {
-        let doc = &req.licenses;
-        let verified = licensing::verify(&self.keys, doc).map_err(|e| match e {
-            LicenseError::Malformed(_) | LicenseError::MalformedTerm(_) => {
-                DomainError::invalid("/licenses", e.to_string())
-            }
-            LicenseError::Signature(_) | LicenseError::Watermark => {
-                DomainError::Forbidden(e.to_string())
-            }
-        })?;
-        if verified.licensee != caller.username {
-            return Err(DomainError::Forbidden(format!(
-                "this license was issued to '{}', not to '{}'",
-                verified.licensee, caller.username
-            ))
-            .into());
-        }
-        let record = self
-            .store
-            .license(&verified.licenses_id)
-            .await?
-            .filter(|r| r.document == *doc && r.licensee_account_id == caller.account_id)
-            .ok_or_else(|| {
-                DomainError::Forbidden(format!(
-                    "license '{}' is not one this server issued",
-                    verified.licenses_id
-                ))
-            })?;
-        if let Some(newer) = &record.superseded_by {
-            return Err(DomainError::Forbidden(format!(
-                "license '{}' was superseded by '{newer}'; get the current license from \
-                 GET /querySettlement",
-                record.id
-            ))
-            .into());
-        }
         let now = now_millis();
-        let now_s = now.div_euclid(1000);
-        if now_s < verified.start.unix_timestamp() {
-            return Err(DomainError::Forbidden(format!(
-                "license '{}' is not valid before {}",
-                record.id,
-                to_rfc3339(verified.start)
-            ))
-            .into());
-        }
-        if now_s >= verified.end.unix_timestamp() {
-            return Err(DomainError::Forbidden(format!(
-                "license '{}' expired at {}",
-                record.id,
-                to_rfc3339(verified.end)
-            ))
-            .into());
-        }
+        let (verified, record) =
+            licensing::present(&self.store, &self.keys, &req.licenses, Some(caller), now).await?;
         let confirmation = self.trading.find_confirmation(&record.confirm_id).await?;
         if confirmation.status != ConfirmationStatus::Settled {
             return Err(DomainError::Forbidden(format!(

@@ -4,10 +4,15 @@
 
 use serde_json::Value;
 
+use super::ServiceError;
 use crate::crypto::{KeyRing, SignatureError};
 use crate::domain::license::{
     License, LicenseError, LicenseTerms, PresentedLicense, SIGNATURE_FIELD, Watermark, parse,
 };
+use crate::domain::timefmt::to_rfc3339;
+use crate::domain::trading::LicenseRecord;
+use crate::domain::{Caller, DomainError};
+use crate::store::Store;
 
 /// Builds, watermarks and signs a license.
 pub fn issue(keys: &KeyRing, t: &LicenseTerms) -> Result<Value, SignatureError> {
@@ -39,6 +44,75 @@ pub fn verify(keys: &KeyRing, doc: &Value) -> Result<PresentedLicense, LicenseEr
     )
     .map_err(|_| LicenseError::Watermark)?;
     Ok(presented)
+}
+
+/// Checks a license a client presents (A.3.5, A.3.7): its shape (`400`), signature and
+/// watermark (`403`); when `licensee` is given, that it was issued to that account (`403`);
+/// that it is exactly a license this server issued, not superseded, and in its term at `now`
+/// (milliseconds; `403` otherwise). Whether its confirmation fits the purpose is the caller's
+/// to check.
+pub async fn present(
+    store: &Store,
+    keys: &KeyRing,
+    doc: &Value,
+    licensee: Option<&Caller>,
+    now: i64,
+) -> Result<(PresentedLicense, LicenseRecord), ServiceError> {
+    let verified = verify(keys, doc).map_err(|e| match e {
+        LicenseError::Malformed(_) | LicenseError::MalformedTerm(_) => {
+            DomainError::invalid("/licenses", e.to_string())
+        }
+        LicenseError::Signature(_) | LicenseError::Watermark => {
+            DomainError::Forbidden(e.to_string())
+        }
+    })?;
+    if let Some(caller) = licensee
+        && verified.licensee != caller.username
+    {
+        return Err(DomainError::Forbidden(format!(
+            "this license was issued to '{}', not to '{}'",
+            verified.licensee, caller.username
+        ))
+        .into());
+    }
+    let record = store
+        .license(&verified.licenses_id)
+        .await?
+        .filter(|r| {
+            r.document == *doc && licensee.is_none_or(|c| r.licensee_account_id == c.account_id)
+        })
+        .ok_or_else(|| {
+            DomainError::Forbidden(format!(
+                "license '{}' is not one this server issued",
+                verified.licenses_id
+            ))
+        })?;
+    if let Some(newer) = &record.superseded_by {
+        return Err(DomainError::Forbidden(format!(
+            "license '{}' was superseded by '{newer}'; get the current license from \
+             GET /querySettlement",
+            record.id
+        ))
+        .into());
+    }
+    let now_s = now.div_euclid(1000);
+    if now_s < verified.start.unix_timestamp() {
+        return Err(DomainError::Forbidden(format!(
+            "license '{}' is not valid before {}",
+            record.id,
+            to_rfc3339(verified.start)
+        ))
+        .into());
+    }
+    if now_s >= verified.end.unix_timestamp() {
+        return Err(DomainError::Forbidden(format!(
+            "license '{}' expired at {}",
+            record.id,
+            to_rfc3339(verified.end)
+        ))
+        .into());
+    }
+    Ok((verified, record))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod licensing;
 pub mod matching;
 pub mod ops;
 pub mod plugins;
+pub mod policies;
 pub mod supply;
 pub mod trading;
 
@@ -81,4 +82,27 @@ pub struct Services {
     pub plugins: plugins::PluginHost,
     pub keys: keys::Keys,
     pub ops: ops::Ops,
+    pub policies: policies::Policies,
+}
+
+/// A page parameter of a listing: a whole number in `min..=max`, or `default` when not given.
+pub(crate) fn page_number(
+    field: &str,
+    value: Option<&str>,
+    default: i64,
+    (min, max): (i64, i64),
+) -> Result<i64, ServiceError> {
+    let Some(text) = value else {
+        return Ok(default);
+    };
+    let n: i64 = text
+        .parse()
+        .map_err(|_| ServiceError::invalid(&format!("/{field}"), "must be a whole number"))?;
+    if !(min..=max).contains(&n) {
+        return Err(ServiceError::invalid(
+            &format!("/{field}"),
+            format!("must be between {min} and {max}"),
+        ));
+    }
+    Ok(n)
 }

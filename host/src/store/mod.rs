@@ -8,6 +8,7 @@ pub mod demands;
 pub mod ledger;
 pub mod matching;
 pub mod plugins;
+pub mod policies;
 pub mod resources;
 pub mod trading;
 

@@ -9,7 +9,7 @@ use liutong_plugin_runtime::PluginKind;
 
 use super::{Constraint, Store, StoreError, Tx};
 use crate::domain::plugins::{
-    BillingRule, InstalledPlugin, InstalledVersion, PluginCallFilter, PluginCallRecord,
+    InstalledPlugin, InstalledVersion, PluginCallFilter, PluginCallRecord, ResourceRule,
 };
 
 const PLUGIN_VERSIONS_PKEY: Constraint = Constraint {
@@ -20,6 +20,35 @@ const RESOURCE_BILLING_RESOURCE_FKEY: Constraint = Constraint {
     name: "resource_billing_resource_fkey",
     sqlite_columns: "",
 };
+const RESOURCE_POLICY_RESOURCE_FKEY: Constraint = Constraint {
+    name: "resource_policy_resource_fkey",
+    sqlite_columns: "",
+};
+
+/// The per-publication plugin choices: one table per plugin kind that has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleTable {
+    /// `resource_billing`: the billing rule of a publication.
+    Billing,
+    /// `resource_policy`: the policy plugin of a controlled publication.
+    Policy,
+}
+
+impl RuleTable {
+    fn table(self) -> &'static str {
+        match self {
+            RuleTable::Billing => "resource_billing",
+            RuleTable::Policy => "resource_policy",
+        }
+    }
+
+    fn resource_fkey(self) -> Constraint {
+        match self {
+            RuleTable::Billing => RESOURCE_BILLING_RESOURCE_FKEY,
+            RuleTable::Policy => RESOURCE_POLICY_RESOURCE_FKEY,
+        }
+    }
+}
 
 /// What installing a version did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,20 +310,23 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_resource_billing(
+    /// Stores the plugin (and its config) chosen for one resource in `table`.
+    pub async fn set_resource_rule(
         &self,
-        row: &BillingRule,
+        table: RuleTable,
+        row: &ResourceRule,
         updated_by: &str,
         now: i64,
     ) -> Result<RuleWrite, StoreError> {
         let mut tx = self.begin_write().await?;
-        let written = sqlx::query(
-            "INSERT INTO resource_billing (resource_id, plugin_id, config, updated_by, updated_at) \
+        let written = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {} (resource_id, plugin_id, config, updated_by, updated_at) \
              VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (resource_id) DO UPDATE \
                SET plugin_id = excluded.plugin_id, config = excluded.config, \
                    updated_by = excluded.updated_by, updated_at = excluded.updated_at",
-        )
+            table.table()
+        )))
         .bind(&row.resource_id)
         .bind(&row.plugin_id)
         .bind(&row.config)
@@ -302,7 +334,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await
-        .map_err(|e| StoreError::classify(e, &[RESOURCE_BILLING_RESOURCE_FKEY]));
+        .map_err(|e| StoreError::classify(e, &[table.resource_fkey()]));
         match written {
             Ok(_) => {}
             Err(StoreError::ForeignKey(_)) => return Ok(RuleWrite::UnknownResource),
@@ -313,13 +345,17 @@ impl Store {
         Ok(RuleWrite::Stored)
     }
 
-    pub async fn resource_billing_rules(&self) -> Result<Vec<BillingRule>, StoreError> {
-        let rows = sqlx::query("SELECT resource_id, plugin_id, config FROM resource_billing")
-            .fetch_all(&self.pool)
-            .await?;
+    /// Every rule of `table`.
+    pub async fn resource_rules(&self, table: RuleTable) -> Result<Vec<ResourceRule>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT resource_id, plugin_id, config FROM {}",
+            table.table()
+        )))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
-                Ok(BillingRule {
+                Ok(ResourceRule {
                     resource_id: r.try_get("resource_id")?,
                     plugin_id: r.try_get("plugin_id")?,
                     config: r.try_get("config")?,

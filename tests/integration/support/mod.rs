@@ -429,6 +429,58 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Sends every `(path, token, body)` POST at once, kills the binary with SIGKILL (see
+    /// `kill9`) as soon as `answers` of them have answered, and returns each one's answer in
+    /// order: the body of a 200, or `None` (an error, or cut off by the kill).
+    pub async fn post_all_then_kill9(
+        &mut self,
+        requests: Vec<(String, String, Value)>,
+        answers: usize,
+    ) -> Vec<Option<Value>> {
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut tasks = Vec::new();
+        for (path, token, body) in requests {
+            let client = self.client.clone();
+            let url = self.url(&path);
+            let done = done_tx.clone();
+            tasks.push(tokio::spawn(async move {
+                let response = client
+                    .post(url)
+                    .header("X-Auth-Token", token)
+                    .json(&body)
+                    .send()
+                    .await;
+                let outcome = match response {
+                    Ok(r) if r.status() == 200 => r.json::<Value>().await.ok(),
+                    _ => None,
+                };
+                let _ = done.send(());
+                outcome
+            }));
+        }
+        drop(done_tx);
+        let mut answered = 0;
+        while answered < answers {
+            if tokio::time::timeout(Duration::from_secs(60), done_rx.recv())
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+            {
+                break;
+            }
+            answered += 1;
+        }
+        self.kill9().await;
+        let mut outcomes = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            outcomes.push(task.await.expect("task"));
+        }
+        outcomes
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {

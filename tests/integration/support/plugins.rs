@@ -43,6 +43,24 @@ pub fn signed_package(crate_dir: &str) -> Vec<u8> {
     signed_package_with(crate_dir, |m| m)
 }
 
+/// A directory holding the signed packages of `crate_dirs` (`<name>.ltpkg`), for
+/// `plugins.preinstall`.
+pub fn package_dir(crate_dirs: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("packages dir");
+    for crate_dir in crate_dirs {
+        let name = Path::new(crate_dir)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        std::fs::write(
+            dir.path().join(format!("{name}.ltpkg")),
+            signed_package(crate_dir),
+        )
+        .expect("package");
+    }
+    dir
+}
+
 /// Where compiled components are cached across test apps and runs: compiling in a debug
 /// build takes most of a second per component.
 pub fn shared_cache_dir() -> PathBuf {

@@ -13,7 +13,7 @@ use crate::domain::plugins::{
     CallRequest, CallView, CallsPage, CallsQuery, Operation, PluginCallFilter,
 };
 use crate::domain::{Caller, Role};
-use crate::services::ServiceError;
+use crate::services::{ServiceError, page_number};
 
 /// Audit pages hold at most this many calls; 50 when not asked.
 const MAX_CALLS_PAGE: i64 = 500;
@@ -48,28 +48,6 @@ fn argument<T: DeserializeOwned>(input: &Value, name: &str) -> Result<T, Service
         .ok_or_else(|| ServiceError::invalid(&format!("/input/{name}"), "is required"))?;
     serde_json::from_value(value.clone())
         .map_err(|e| ServiceError::invalid(&format!("/input/{name}"), e.to_string()))
-}
-
-/// A page parameter of the audit query: a whole number in `min..=max`, or `default`.
-fn page_number(
-    field: &str,
-    value: Option<&str>,
-    default: i64,
-    (min, max): (i64, i64),
-) -> Result<i64, ServiceError> {
-    let Some(text) = value else {
-        return Ok(default);
-    };
-    let n: i64 = text
-        .parse()
-        .map_err(|_| ServiceError::invalid(&format!("/{field}"), "must be a whole number"))?;
-    if !(min..=max).contains(&n) {
-        return Err(ServiceError::invalid(
-            &format!("/{field}"),
-            format!("must be between {min} and {max}"),
-        ));
-    }
-    Ok(n)
 }
 
 impl PluginHost {

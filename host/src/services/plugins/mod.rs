@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod audit;
 pub mod billing;
+pub mod policy;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -27,14 +28,14 @@ use liutong_plugin_runtime::{
 use super::ServiceError;
 use crate::config::{Config, PluginsConfig};
 use crate::domain::plugins::{
-    BillingRule, BillingRuleRequest, CapabilitiesView, Installed, InstalledVersion, LimitsView,
-    PluginVersionView, PluginView,
+    CapabilitiesView, Installed, InstalledVersion, LimitsView, PluginVersionView, PluginView,
+    ResourceRule, ResourceRuleRequest,
 };
 use crate::domain::timefmt::{from_millis, now_millis, to_rfc3339};
 use crate::domain::{Caller, DomainError, Role};
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::store::plugins::{RuleWrite, VersionInsert};
+use crate::store::plugins::{RuleTable, RuleWrite, VersionInsert};
 use audit::AuditSink;
 
 /// How long a server trusts its registry before it asks the database whether another server
@@ -62,6 +63,8 @@ pub struct Registry {
     pub defaults: HashMap<PluginKind, String>,
     /// resource id → (plugin id, config JSON).
     pub billing_rules: HashMap<String, (String, String)>,
+    /// resource id → (plugin id, config JSON): the policy plugins of controlled data.
+    pub policy_rules: HashMap<String, (String, String)>,
 }
 
 #[derive(Clone)]
@@ -232,17 +235,20 @@ impl PluginHost {
             );
         }
         let defaults = store.plugin_defaults().await?.into_iter().collect();
-        let billing_rules = store
-            .resource_billing_rules()
-            .await?
-            .into_iter()
-            .map(|r: BillingRule| (r.resource_id, (r.plugin_id, r.config)))
-            .collect();
+        let rules = async |table| -> Result<HashMap<String, (String, String)>, ServiceError> {
+            Ok(store
+                .resource_rules(table)
+                .await?
+                .into_iter()
+                .map(|r: ResourceRule| (r.resource_id, (r.plugin_id, r.config)))
+                .collect())
+        };
         Ok(Registry {
             generation,
             plugins,
             defaults,
-            billing_rules,
+            billing_rules: rules(RuleTable::Billing).await?,
+            policy_rules: rules(RuleTable::Policy).await?,
         })
     }
 
@@ -553,9 +559,32 @@ impl PluginHost {
     pub async fn set_billing_rule(
         &self,
         caller: &Caller,
-        req: BillingRuleRequest,
+        req: ResourceRuleRequest,
+    ) -> Result<serde_json::Value, ServiceError> {
+        self.set_rule(caller, RuleTable::Billing, req).await
+    }
+
+    /// Chooses the policy plugin of one controlled publication (operators); answers with the
+    /// rule as stored.
+    pub async fn set_policy_rule(
+        &self,
+        caller: &Caller,
+        req: ResourceRuleRequest,
+    ) -> Result<serde_json::Value, ServiceError> {
+        self.set_rule(caller, RuleTable::Policy, req).await
+    }
+
+    async fn set_rule(
+        &self,
+        caller: &Caller,
+        table: RuleTable,
+        req: ResourceRuleRequest,
     ) -> Result<serde_json::Value, ServiceError> {
         caller.require_role(Role::Operator)?;
+        let kind = match table {
+            RuleTable::Billing => PluginKind::Billing,
+            RuleTable::Policy => PluginKind::Policy,
+        };
         let config = req.config.unwrap_or_else(|| serde_json::json!({}));
         let registration_id = req.registration_id.as_str();
         let data_id = req.data_id.as_deref();
@@ -567,22 +596,29 @@ impl PluginHost {
             ))
             .into());
         };
+        if kind == PluginKind::Policy && !resource.controlled {
+            return Err(ServiceError::invalid(
+                "/registrationID",
+                "usage policies govern controlled data (registrationID TDS-CONTROLLED) only",
+            ));
+        }
         let Some(plugin) = store.plugin(plugin_id).await? else {
             return Err(unknown_plugin(plugin_id));
         };
-        if plugin.kind != PluginKind::Billing {
+        if plugin.kind != kind {
             return Err(DomainError::invalid(
                 "/plugin",
                 format!(
-                    "plugin '{plugin_id}' is a {} plugin, not a billing plugin",
+                    "plugin '{plugin_id}' is a {} plugin, not a {kind} plugin",
                     plugin.kind
                 ),
             )
             .into());
         }
         let written = store
-            .set_resource_billing(
-                &BillingRule {
+            .set_resource_rule(
+                table,
+                &ResourceRule {
                     resource_id: resource.id,
                     plugin_id: plugin_id.to_owned(),
                     config: config.to_string(),
