@@ -50,14 +50,6 @@ impl Latencies {
 
 const OPERATOR_PASSWORD: &str = "bench-operator-1";
 
-fn flat_fee() -> (Vec<u8>, Vec<u8>) {
-    use liutong_testkit::guests::{component_path, manifest_path};
-    (
-        std::fs::read(manifest_path("billing-flat-fee")).expect("manifest"),
-        std::fs::read(component_path("billing-flat-fee")).expect("component"),
-    )
-}
-
 fn trade(n: u64) -> Trade {
     Trade {
         confirm_id: format!("cfm_{n}"),
@@ -325,7 +317,7 @@ async fn main() {
     let concurrent = env_u64("LIUTONG_BENCH_CONCURRENT", 1000);
     let _ = rustls::crypto::ring::default_provider().install_default();
     println!("load average at start: {}", load_average());
-    let (manifest, component) = flat_fee();
+    let (manifest, component) = common::guest("billing-flat-fee");
 
     // 1. Per-call cost.
     let (pooled_runtime, pooled) = load(PoolingMode::On, &manifest, &component);

@@ -4,7 +4,6 @@
 #![allow(dead_code)] // each bench uses its own subset
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -254,31 +253,12 @@ where
     }
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// A guest plugin of `plugins/guests` (`crate_dir`, e.g. `billing-flat-fee`): its manifest and
-/// its component, built first by `scripts/build-plugins.sh` (a no-op when up to date).
+/// its component, built first (a no-op when up to date).
 pub fn guest(crate_dir: &str) -> (Vec<u8>, Vec<u8>) {
-    let status = std::process::Command::new("bash")
-        .arg(repo_root().join("scripts/build-plugins.sh"))
-        .env_remove("CARGO_TARGET_DIR")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("build-plugins.sh runs");
-    assert!(status.success(), "build-plugins.sh failed");
-    let guests = repo_root().join("plugins/guests");
-    let wasm = format!(
-        "target/wasm32-wasip2/release/{}.wasm",
-        crate_dir
-            .rsplit('/')
-            .next()
-            .unwrap_or(crate_dir)
-            .replace('-', "_")
-    );
+    use liutong_testkit::guests::{component_path, manifest_path};
     (
-        std::fs::read(guests.join(crate_dir).join("plugin.toml")).expect("manifest"),
-        std::fs::read(guests.join(wasm)).expect("component"),
+        std::fs::read(manifest_path(crate_dir)).expect("manifest"),
+        std::fs::read(component_path(crate_dir)).expect("component"),
     )
 }
