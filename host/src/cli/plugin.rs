@@ -390,7 +390,7 @@ publish = false
 [workspace]
 
 [dev-dependencies]
-liutong-plugin-runtime = {{ path = {runtime} }}
+liutong-plugin-runtime = {{ path = {runtime}, features = ["testing"] }}
 tokio = {{ version = "1", features = ["macros", "rt-multi-thread"] }}
 
 # liutong's own dev profile: compiling components is slow unoptimised.

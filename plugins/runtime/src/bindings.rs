@@ -1,9 +1,19 @@
 //! Host bindings of the WIT worlds, one module per released WIT folder
-//! (`bindings::<kind>::v<major>_<minor>_<patch>`), so a later WIT version is added beside the
-//! existing ones and the manifest's `wit` field selects which one a plugin is called through.
+//! (`bindings::<kind>::v<major>_<minor>_<patch>`), and `bindings::<kind>::latest`, an alias of the
+//! newest one. A later WIT version is added beside the existing ones (a module, an entry in
+//! `VERSIONS`, the `latest` alias moved), and the manifest's `wit` field selects which one a
+//! plugin is called through ([`crate::wit::WitVersion::resolve`]).
+
+use semver::Version;
 
 /// `wit/billing/*`.
 pub mod billing {
+    /// WIT versions with bindings here, oldest first.
+    pub const VERSIONS: &[semver::Version] = &[semver::Version::new(0, 1, 0)];
+
+    /// The newest bindings: what the crate's `billing` types are.
+    pub use v0_1_0 as latest;
+
     /// `liutong:billing@0.1.0`.
     pub mod v0_1_0 {
         wasmtime::component::bindgen!({
@@ -17,6 +27,12 @@ pub mod billing {
 
 /// `wit/policy/*`.
 pub mod policy {
+    /// WIT versions with bindings here, oldest first.
+    pub const VERSIONS: &[semver::Version] = &[semver::Version::new(0, 1, 0)];
+
+    /// The newest bindings: what the crate's `policy` types are.
+    pub use v0_1_0 as latest;
+
     /// `liutong:policy@0.1.0`.
     pub mod v0_1_0 {
         wasmtime::component::bindgen!({
@@ -30,6 +46,12 @@ pub mod policy {
 
 /// `wit/adapter/*`.
 pub mod adapter {
+    /// WIT versions with bindings here, oldest first.
+    pub const VERSIONS: &[semver::Version] = &[semver::Version::new(0, 1, 0)];
+
+    /// The newest bindings: what the crate's `adapter` types are.
+    pub use v0_1_0 as latest;
+
     /// `liutong:adapter@0.1.0`.
     pub mod v0_1_0 {
         wasmtime::component::bindgen!({
@@ -39,4 +61,9 @@ pub mod adapter {
             additional_derives: [PartialEq, Eq, serde::Serialize, serde::Deserialize],
         });
     }
+}
+
+/// `major.minor.patch` of a bindings version, for matching it in `match` arms.
+pub(crate) fn triple(v: &Version) -> (u64, u64, u64) {
+    (v.major, v.minor, v.patch)
 }

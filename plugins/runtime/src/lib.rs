@@ -9,16 +9,37 @@
 //! Calls are `async` and must run inside a tokio runtime (multi-threaded recommended);
 //! [`Runtime::load`] is CPU-bound and should be called from `spawn_blocking` in async code.
 //!
-//! Plugin authors test their plugins with [`testing::Harness`].
+//! Plugin authors test their plugins with `testing::Harness` (cargo feature `testing`).
+//!
+//! Modules, each with one reason to change: `config` (operator settings, effective limits),
+//! `engine` (the wasmtime engine, pooling, epoch ticker), `cache` (compiled components on
+//! disk), `linker` (what each kind may import), `session` (the store of one call), `failure`
+//! (errors and their classification), `call::{billing, policy, adapter}` (the calls of each
+//! kind and their result checks), [`bindings`] and `wit` (which bindings serve a manifest's WIT version).
 
 pub mod bindings;
+mod cache;
+mod call;
+mod config;
+mod engine;
+mod failure;
+mod grants;
 mod http;
+mod linker;
 pub mod manifest;
 pub mod package;
+mod plugin;
 mod runtime;
+mod session;
 mod stdio;
+#[cfg(feature = "testing")]
 pub mod testing;
+mod wit;
 
+pub use cache::RuntimeStats;
+pub use config::{EffectiveLimits, PoolingMode, RuntimeConfig};
+pub use failure::{LoadError, PluginError, PluginFailure, RuntimeError};
+pub use grants::Grants;
 pub use http::{HttpRefusal, is_private};
 pub use manifest::{
     Capabilities, HostMatch, HostPattern, Manifest, ManifestError, ManifestLimits, PluginKind,
@@ -27,22 +48,23 @@ pub use package::{
     KeyError, Package, PackageError, PackageSignature, PublicKeyInfo, PublisherKey, SigningKey,
     TamperedPart, TrustStore, UnsignedPackage, VerifiedPackage,
 };
-pub use runtime::{
-    Call, EffectiveLimits, Grants, LoadError, LoadReport, LoadedPlugin, PluginError, PluginFailure,
-    PoolingMode, Runtime, RuntimeConfig, RuntimeError, RuntimeStats,
-};
+pub use plugin::LoadedPlugin;
+pub use runtime::{LoadReport, Runtime};
+pub use session::Call;
+pub use wit::WitVersion;
 
-/// Types of the billing WIT (`liutong:billing/types`), as plain Rust values.
+/// Types of the billing WIT (`liutong:billing/types`) of the newest bindings, as plain Rust
+/// values.
 pub mod billing {
-    pub use crate::bindings::billing::v0_1_0::liutong::billing::types::*;
+    pub use crate::bindings::billing::latest::liutong::billing::types::*;
 }
 
-/// Types of the policy WIT (`liutong:policy/types`).
+/// Types of the policy WIT (`liutong:policy/types`) of the newest bindings.
 pub mod policy {
-    pub use crate::bindings::policy::v0_1_0::liutong::policy::types::*;
+    pub use crate::bindings::policy::latest::liutong::policy::types::*;
 }
 
-/// Types of the adapter WIT (`liutong:adapter/types`).
+/// Types of the adapter WIT (`liutong:adapter/types`) of the newest bindings.
 pub mod adapter {
-    pub use crate::bindings::adapter::v0_1_0::liutong::adapter::types::*;
+    pub use crate::bindings::adapter::latest::liutong::adapter::types::*;
 }

@@ -9,6 +9,8 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+pub use crate::wit::WitVersion;
+
 /// Largest accepted `plugin.toml`.
 pub const MAX_MANIFEST_BYTES: usize = 64 * 1024;
 /// Longest accepted `description`.
@@ -38,11 +40,13 @@ impl PluginKind {
         }
     }
 
-    /// WIT package versions of this kind that this runtime has bindings for. A manifest's
-    /// `wit` field must name one of them; the bindings module of that version is used.
-    pub fn supported_wit_versions(self) -> &'static [&'static str] {
+    /// WIT package versions of this kind that this runtime has bindings for, oldest first. A
+    /// manifest's `wit` must be served by one of them ([`WitVersion::resolve`]).
+    pub fn supported_wit_versions(self) -> &'static [semver::Version] {
         match self {
-            PluginKind::Billing | PluginKind::Policy | PluginKind::Adapter => &["0.1.0"],
+            PluginKind::Billing => crate::bindings::billing::VERSIONS,
+            PluginKind::Policy => crate::bindings::policy::VERSIONS,
+            PluginKind::Adapter => crate::bindings::adapter::VERSIONS,
         }
     }
 }
@@ -89,9 +93,9 @@ pub struct Manifest {
     pub id: String,
     pub version: semver::Version,
     pub kind: PluginKind,
-    /// The WIT package version the component was built against (one of
-    /// [`PluginKind::supported_wit_versions`]).
-    pub wit: semver::Version,
+    /// The WIT package version the component was built against, or a requirement on it;
+    /// served by one of [`PluginKind::supported_wit_versions`].
+    pub wit: WitVersion,
     pub description: String,
     pub capabilities: Capabilities,
     pub limits: ManifestLimits,
@@ -221,19 +225,9 @@ impl Manifest {
                 ),
             )
         })?;
-        let wit = semver::Version::parse(&raw.wit).map_err(|e| {
-            ManifestError::new("wit", format!("{:?} is not a version: {e}", raw.wit))
-        })?;
-        let supported = kind.supported_wit_versions();
-        if !supported.iter().any(|v| *v == wit.to_string()) {
-            return Err(ManifestError::new(
-                "wit",
-                format!(
-                    "{kind} WIT version {wit} is not supported by this runtime (supported: {})",
-                    supported.join(", ")
-                ),
-            ));
-        }
+        let wit = WitVersion::parse(&raw.wit).map_err(|e| ManifestError::new("wit", e))?;
+        wit.resolve(kind)
+            .map_err(|e| ManifestError::new("wit", e))?;
         if raw.description.trim().is_empty() {
             return Err(ManifestError::new("description", "must not be empty"));
         }

@@ -235,14 +235,14 @@ impl Package {
     }
 
     /// Replace the component, keeping the signature (for tests of tamper detection).
-    #[doc(hidden)]
+    #[cfg(feature = "testing")]
     pub fn with_component_for_testing(mut self, component: Vec<u8>) -> Self {
         self.component = component;
         self
     }
 
     /// Replace the manifest, keeping the signature (for tests of tamper detection).
-    #[doc(hidden)]
+    #[cfg(feature = "testing")]
     pub fn with_manifest_for_testing(mut self, manifest: Vec<u8>) -> Self {
         self.manifest = manifest;
         self

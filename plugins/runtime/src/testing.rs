@@ -10,12 +10,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Nothing here checks signatures: a host must load plugins with [`Runtime::load`].
+//! Nothing here checks signatures: a host must load plugins with [`Runtime::load`]. Only
+//! compiled with the cargo feature `testing`, which a host enables for its dev-dependencies
+//! and never for its build.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::runtime::{Call, Grants, LoadError, LoadedPlugin, PluginError, Runtime, RuntimeConfig};
+use crate::{Call, Grants, LoadError, LoadedPlugin, PluginError, Runtime, RuntimeConfig};
 use crate::{adapter, billing, policy};
 
 /// Why a harness could not be set up.
@@ -32,7 +34,7 @@ pub enum HarnessError {
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error(transparent)]
-    Runtime(#[from] crate::runtime::RuntimeError),
+    Runtime(#[from] crate::RuntimeError),
 }
 
 /// A runtime with one plugin loaded, unsigned.

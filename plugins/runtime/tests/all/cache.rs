@@ -78,6 +78,23 @@ async fn second_load_hits_the_cache_and_corruption_is_recompiled() {
     );
 }
 
+/// Exports with the world's names but other types are refused at load (they used to be looked
+/// up by name only, and every call failed).
+#[test]
+fn exports_are_type_checked_at_load() {
+    let (manifest, wasm) = common::guest("fixtures/fixture-wrong-signature");
+    let err = common::runtime()
+        .load_unsigned_for_testing(&manifest, &wasm, &Grants::none())
+        .unwrap_err();
+    let liutong_plugin_runtime::LoadError::WrongWorld { message, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(
+        message.contains("`liutong:billing/rule@0.1.0.charge-trade` has the wrong type"),
+        "{message}"
+    );
+}
+
 #[test]
 fn wrong_world_is_refused_at_load() {
     // A billing component declared as a policy plugin.

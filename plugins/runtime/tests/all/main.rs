@@ -8,3 +8,4 @@ mod common;
 mod faults;
 mod package;
 mod policy;
+mod wit_versions;
