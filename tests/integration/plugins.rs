@@ -70,14 +70,16 @@ async fn installing_checks_signatures_roles_and_versions(app: TestApp) {
     assert_eq!(listed[0]["enabled"], true);
     assert_eq!(listed[0]["versions"][0]["publisher"], "liutong-tests");
 
-    // Only operators install.
+    // Only operators install. The role is checked before the body is read, so the server
+    // answers and closes while a large body may still be in flight (the client then sees a
+    // reset, not the 403): a small body keeps this about the role.
     let user = app.user("alice").await;
     app.send(
         app.client
             .post(app.url("/v1/admin/plugins"))
             .header("X-Auth-Token", &user)
             .header("Content-Type", "application/octet-stream")
-            .body(signed_package("billing-per-token")),
+            .body(b"LTPKG".to_vec()),
     )
     .await
     .expect_error(403, "FORBIDDEN");
