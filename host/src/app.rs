@@ -26,6 +26,7 @@ use crate::services::ops::Ops;
 use crate::services::plugins::PluginHost;
 use crate::services::plugins::billing::PluginBilling;
 use crate::services::policies::Policies;
+use crate::services::provider::Provider;
 use crate::services::supply::Supply;
 use crate::services::trading::{Trading, TradingConfig};
 use crate::store::Store;
@@ -67,7 +68,10 @@ impl App {
         }
         let store = Store::connect(&config.database_url, config.max_db_connections).await?;
         store.migrate().await?;
-        let schemas = Schemas::load()?;
+        let schemas = Schemas::load(&[(
+            crate::domain::provider::CREDIT_CODE_FORMAT,
+            crate::domain::provider::is_credit_code,
+        )])?;
         let accounts = Accounts::new(store.clone(), config.token_ttl);
         if let Some(password) = &config.operator_password
             && accounts.bootstrap_operator(password).await?
@@ -106,6 +110,7 @@ impl App {
                 fetch_resource_urls: config.fetch_resource_urls,
             },
         );
+        let provider = Provider::new(store.clone(), files.clone());
         let delivery = Delivery::new(
             store.clone(),
             trading.clone(),
@@ -137,6 +142,7 @@ impl App {
             keys: Keys::new(keys),
             ops: Ops::new(store.clone(), metrics, config.metrics),
             policies,
+            provider,
         };
         let state = AppState {
             services: Arc::new(services),

@@ -18,6 +18,7 @@ mod matching;
 mod migrations;
 mod plugins;
 mod policies;
+mod provider;
 mod roles;
 mod s3;
 mod supply;

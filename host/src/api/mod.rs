@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod ops;
 pub mod plugins;
 pub mod policies;
+pub mod provider;
 pub mod supply;
 pub mod trading;
 
@@ -60,6 +61,9 @@ pub enum Input {
     QueryAndBinary(&'static str),
     /// A raw `application/octet-stream` body.
     Binary,
+    /// A `multipart/form-data` body: a JSON part `info` with this schema, then `document` file
+    /// parts.
+    Multipart(&'static str),
 }
 
 /// The documentation of one endpoint.
@@ -94,6 +98,7 @@ pub fn catalog() -> Vec<Route> {
     routes.extend(keys::routes());
     routes.extend(plugins::routes());
     routes.extend(policies::routes());
+    routes.extend(provider::routes());
     routes
 }
 

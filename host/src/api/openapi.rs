@@ -52,6 +52,8 @@ fn envelope(data: Value) -> Value {
 pub fn role_of(path: &str) -> Option<Role> {
     if path.starts_with("/v1/admin/") {
         Some(Role::Operator)
+    } else if path.starts_with("/v1/provider/") {
+        Some(Role::Enterprise)
     } else if matches!(
         path,
         "/publishDatasets" | "/deliverDatasets" | "/v1/policies/{policyId}/access"
@@ -93,6 +95,7 @@ pub fn error_statuses(route: &RouteDoc) -> std::collections::BTreeMap<u16, &'sta
         Input::QueryAndBody { .. } => (true, true, false),
         Input::QueryAndBinary(_) => (true, false, true),
         Input::Binary => (false, false, true),
+        Input::Multipart(_) => (true, false, false),
     };
     if schema || binary_body {
         statuses.insert(
@@ -107,6 +110,13 @@ pub fn error_statuses(route: &RouteDoc) -> std::collections::BTreeMap<u16, &'sta
     }
     if binary_body {
         statuses.insert(415, "the Content-Type is not application/octet-stream");
+    }
+    if matches!(route.input, Input::Multipart(_)) {
+        statuses.insert(
+            413,
+            "a document is larger than 10 MiB, or the part 'info' larger than max_json_body",
+        );
+        statuses.insert(415, "the Content-Type is not multipart/form-data");
     }
     if route.auth {
         statuses.insert(401, "X-Auth-Token is missing, unknown or expired");
@@ -156,6 +166,14 @@ fn error_response(status: u16, why: &str) -> Value {
 fn responses(route: &RouteDoc) -> Value {
     let mut responses = Map::new();
     let ok = match route.path {
+        "/v1/admin/certifications/{certificationId}/documents/{documentId}" => json!({
+            "description": "the document as it was uploaded, with its media type",
+            "content": {
+                "application/pdf": {"schema": {"type": "string", "contentMediaType": "application/pdf"}},
+                "image/jpeg": {"schema": {"type": "string", "contentMediaType": "image/jpeg"}},
+                "image/png": {"schema": {"type": "string", "contentMediaType": "image/png"}}
+            }
+        }),
         "/metrics" => json!({
             "description": "Prometheus text exposition format 0.0.4 (no envelope)",
             "content": {"text/plain": {"schema": {"type": "string"}}}
@@ -308,6 +326,34 @@ pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
                         "content": {"application/octet-stream": {"schema": {
                             "type": "string", "contentMediaType": "application/octet-stream"
                         }}}
+                    }),
+                );
+            }
+            Input::Multipart(file) => {
+                op.insert(
+                    "requestBody".to_owned(),
+                    json!({
+                        "required": true,
+                        "content": {"multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["info", "document"],
+                                "properties": {
+                                    "info": {"$ref": format!("#/components/schemas/{}", component_name(file))},
+                                    "document": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "maxItems": crate::domain::provider::MAX_DOCUMENTS,
+                                        "items": {"type": "string", "contentMediaType": "application/octet-stream"},
+                                        "description": "PDF, JPEG or PNG files (by content), each at most 10 MiB"
+                                    }
+                                }
+                            },
+                            "encoding": {
+                                "info": {"contentType": "application/json"},
+                                "document": {"contentType": "application/pdf, image/jpeg, image/png"}
+                            }
+                        }}
                     }),
                 );
             }

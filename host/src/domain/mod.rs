@@ -14,6 +14,7 @@ pub mod matching;
 pub mod money;
 pub mod plugins;
 pub mod policy;
+pub mod provider;
 pub mod supply;
 pub mod timefmt;
 pub mod trading;

@@ -16,6 +16,7 @@ pub mod matching;
 pub mod ops;
 pub mod plugins;
 pub mod policies;
+pub mod provider;
 pub mod supply;
 pub mod trading;
 
@@ -83,6 +84,7 @@ pub struct Services {
     pub keys: keys::Keys,
     pub ops: ops::Ops,
     pub policies: policies::Policies,
+    pub provider: provider::Provider,
 }
 
 /// A page parameter of a listing: a whole number in `min..=max`, or `default` when not given.

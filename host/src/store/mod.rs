@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod matching;
 pub mod plugins;
 pub mod policies;
+pub mod provider;
 pub mod resources;
 pub mod trading;
 
