@@ -19,6 +19,7 @@ use crate::services::Services;
 use crate::services::accounts::Accounts;
 use crate::services::delivery::{Delivery, DeliveryConfig};
 use crate::services::demand::Demands;
+use crate::services::identifiers::Identifiers;
 use crate::services::keys::Keys;
 use crate::services::ledger::Ledger;
 use crate::services::matching::Matcher;
@@ -143,6 +144,7 @@ impl App {
             ops: Ops::new(store.clone(), metrics, config.metrics),
             policies,
             provider,
+            identifiers: Identifiers::new(store.clone()),
         };
         let state = AppState {
             services: Arc::new(services),

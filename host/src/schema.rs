@@ -71,6 +71,8 @@ pub const FILES: &[(&str, &str)] = embed![
     "provider.certification.json",
     "admin.certifications.json",
     "admin.review.reject.json",
+    "provider.identifiers.json",
+    "admin.identifierApplications.json",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -55,3 +55,32 @@ CREATE TABLE provider_counters (
     value INTEGER NOT NULL
 );
 INSERT INTO provider_counters (name, value) VALUES ('enterprise', 10000);
+
+-- Identifier code applications (compute-provider-access §2) of certified enterprises, and the
+-- 16-digit codes their approval issues (layout: domain::identifiers).
+CREATE TABLE identifier_applications (
+    id            TEXT PRIMARY KEY,
+    account_id    TEXT NOT NULL REFERENCES accounts (id),
+    enterprise_id TEXT NOT NULL,
+    province      TEXT NOT NULL,
+    city          TEXT NOT NULL,
+    zone          TEXT NOT NULL,
+    industry      TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('PENDING', 'APPROVED', 'REJECTED')),
+    reason        TEXT,
+    code          TEXT,
+    submitted_at  INTEGER NOT NULL,
+    reviewed_at   INTEGER,
+    reviewed_by   TEXT REFERENCES accounts (id),
+    CONSTRAINT identifier_applications_code_key UNIQUE (code)
+);
+CREATE INDEX identifier_applications_account_idx ON identifier_applications (account_id, submitted_at);
+CREATE INDEX identifier_applications_status_idx ON identifier_applications (status, submitted_at);
+
+-- The last serial given under each 12-digit prefix (enterprise, province, city, zone,
+-- industry): approvals take the next one with an upsert on this row, so concurrent approvals
+-- under one prefix serialise here and never share a serial.
+CREATE TABLE identifier_serials (
+    prefix TEXT PRIMARY KEY,
+    value  INTEGER NOT NULL
+);

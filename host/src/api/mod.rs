@@ -7,6 +7,7 @@ pub mod delivery;
 pub mod demand;
 pub mod error;
 pub mod extract;
+pub mod identifiers;
 pub mod keys;
 pub mod ledger;
 pub mod matching;
@@ -99,6 +100,7 @@ pub fn catalog() -> Vec<Route> {
     routes.extend(plugins::routes());
     routes.extend(policies::routes());
     routes.extend(provider::routes());
+    routes.extend(identifiers::routes());
     routes
 }
 

@@ -49,7 +49,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ids {
 }
 
 impl Ids {
-    fn get(&self, i: usize) -> &str {
+    pub fn get(&self, i: usize) -> &str {
         self.0.get(i).map(String::as_str).unwrap_or_default()
     }
 }

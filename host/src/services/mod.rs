@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod delivery;
 pub mod demand;
+pub mod identifiers;
 pub mod keys;
 pub mod ledger;
 pub mod licensing;
@@ -85,6 +86,7 @@ pub struct Services {
     pub ops: ops::Ops,
     pub policies: policies::Policies,
     pub provider: provider::Provider,
+    pub identifiers: identifiers::Identifiers,
 }
 
 /// A page parameter of a listing: a whole number in `min..=max`, or `default` when not given.

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod delivery;
 pub mod demands;
+pub mod identifiers;
 pub mod ledger;
 pub mod matching;
 pub mod plugins;
