@@ -23,6 +23,7 @@ use crate::services::identifiers::Identifiers;
 use crate::services::keys::Keys;
 use crate::services::ledger::Ledger;
 use crate::services::matching::Matcher;
+use crate::services::notifications::Notifications;
 use crate::services::ops::Ops;
 use crate::services::plugins::PluginHost;
 use crate::services::plugins::billing::PluginBilling;
@@ -36,6 +37,8 @@ pub struct App {
     listener: TcpListener,
     router: Router,
     store: Store,
+    /// Sends the notices of the outbox while the server runs.
+    notifications: Notifications,
 }
 
 impl App {
@@ -111,7 +114,8 @@ impl App {
                 fetch_resource_urls: config.fetch_resource_urls,
             },
         );
-        let provider = Provider::new(store.clone(), files.clone());
+        let notifications = Notifications::new(store.clone(), &config.notifications)?;
+        let provider = Provider::new(store.clone(), files.clone(), notifications.clone());
         let delivery = Delivery::new(
             store.clone(),
             trading.clone(),
@@ -144,7 +148,8 @@ impl App {
             ops: Ops::new(store.clone(), metrics, config.metrics),
             policies,
             provider,
-            identifiers: Identifiers::new(store.clone()),
+            identifiers: Identifiers::new(store.clone(), notifications.clone()),
+            notifications: notifications.clone(),
         };
         let state = AppState {
             services: Arc::new(services),
@@ -157,6 +162,7 @@ impl App {
             listener,
             router,
             store,
+            notifications,
         })
     }
 
@@ -174,9 +180,14 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let worker = tokio::spawn(self.notifications.run(stopped));
         let result = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
+        // A notice being sent finishes its attempt; what is left stays in the outbox.
+        let _ = stop.send(true);
+        let _ = worker.await;
         self.store.close().await;
         result
     }

@@ -73,6 +73,7 @@ pub const FILES: &[(&str, &str)] = embed![
     "admin.review.reject.json",
     "provider.identifiers.json",
     "admin.identifierApplications.json",
+    "admin.notifications.json",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -17,6 +17,7 @@ mod layers;
 mod ledger;
 mod matching;
 mod migrations;
+mod notifications;
 mod plugins;
 mod policies;
 mod provider;

@@ -84,3 +84,24 @@ CREATE TABLE identifier_serials (
     prefix TEXT PRIMARY KEY,
     value  BIGINT NOT NULL
 );
+
+-- The notification outbox: one row per notice of a review outcome (e-mail or SMS), written in
+-- the decision's transaction and sent by the background worker, which retries with backoff.
+CREATE TABLE notifications (
+    id              TEXT PRIMARY KEY,
+    channel         TEXT NOT NULL CHECK (channel IN ('email', 'sms')),
+    recipient       TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    -- What it tells of: 'certification' or 'identifier', and that item's id.
+    topic           TEXT NOT NULL,
+    topic_id        TEXT NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+    attempts        BIGINT NOT NULL,
+    next_attempt_at BIGINT NOT NULL,
+    last_error      TEXT,
+    created_at      BIGINT NOT NULL,
+    sent_at         BIGINT
+);
+CREATE INDEX notifications_due_idx ON notifications (status, next_attempt_at);
+CREATE INDEX notifications_created_idx ON notifications (created_at);

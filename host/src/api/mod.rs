@@ -11,6 +11,7 @@ pub mod identifiers;
 pub mod keys;
 pub mod ledger;
 pub mod matching;
+pub mod notifications;
 pub mod openapi;
 pub mod ops;
 pub mod plugins;
@@ -101,6 +102,7 @@ pub fn catalog() -> Vec<Route> {
     routes.extend(policies::routes());
     routes.extend(provider::routes());
     routes.extend(identifiers::routes());
+    routes.extend(notifications::routes());
     routes
 }
 

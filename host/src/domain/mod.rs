@@ -13,6 +13,7 @@ pub mod license;
 pub mod match_index;
 pub mod matching;
 pub mod money;
+pub mod notifications;
 pub mod plugins;
 pub mod policy;
 pub mod provider;

@@ -2,6 +2,7 @@
 //! with province, city, availability zone and industry; operators review; approval issues a
 //! 16-digit code (layout in `domain::identifiers`).
 
+use super::notifications::Notifications;
 use super::{ServiceError, page_number};
 use crate::domain::identifiers::{
     ApplicationCreated, ApplicationDecision, ApplicationView, ApplicationsOfEnterprise,
@@ -17,6 +18,7 @@ use crate::store::identifiers::ApplicationReview;
 #[derive(Clone)]
 pub struct Identifiers {
     store: Store,
+    notifications: Notifications,
 }
 
 fn view(a: IdentifierApplication) -> ApplicationView {
@@ -46,8 +48,11 @@ pub(crate) fn review_status(q: Option<&str>) -> Result<Option<ReviewStatus>, Ser
 }
 
 impl Identifiers {
-    pub fn new(store: Store) -> Self {
-        Identifiers { store }
+    pub fn new(store: Store, notifications: Notifications) -> Self {
+        Identifiers {
+            store,
+            notifications,
+        }
     }
 
     /// `GET /v1/provider/identifiers/catalog`: the divisions, industries and zones an
@@ -142,15 +147,25 @@ impl Identifiers {
         let what = format!("identifier application '{id}'");
         match self
             .store
-            .review_identifier_application(id, decision, reason, &caller.account_id, now_millis())
+            .review_identifier_application(
+                id,
+                decision,
+                reason,
+                &caller.account_id,
+                now_millis(),
+                self.notifications.channels(),
+            )
             .await?
         {
-            ApplicationReview::Decided(a) => Ok(ApplicationDecision {
-                application_id: a.id,
-                status: a.status,
-                reason: a.reason,
-                code: a.code,
-            }),
+            ApplicationReview::Decided(a) => {
+                self.notifications.wake();
+                Ok(ApplicationDecision {
+                    application_id: a.id,
+                    status: a.status,
+                    reason: a.reason,
+                    code: a.code,
+                })
+            }
             ApplicationReview::NotFound => Err(ServiceError::not_found(format!(
                 "no identifier application '{id}'"
             ))),

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod ledger;
 pub mod licensing;
 pub mod matching;
+pub mod notifications;
 pub mod ops;
 pub mod plugins;
 pub mod policies;
@@ -87,6 +88,7 @@ pub struct Services {
     pub policies: policies::Policies,
     pub provider: provider::Provider,
     pub identifiers: identifiers::Identifiers,
+    pub notifications: notifications::Notifications,
 }
 
 /// A page parameter of a listing: a whole number in `min..=max`, or `default` when not given.

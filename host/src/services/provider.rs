@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, StreamExt};
 
+use super::notifications::Notifications;
 use super::{ServiceError, page_number};
 use crate::domain::provider::{
     Certification, CertificationCreated, CertificationDecision, CertificationDocument,
@@ -53,6 +54,7 @@ fn too_large(file_name: &str) -> ServiceError {
 pub struct Provider {
     store: Store,
     files: Files,
+    notifications: Notifications,
 }
 
 fn view(cert: Certification) -> CertificationView {
@@ -87,8 +89,12 @@ pub struct DocumentContent {
 }
 
 impl Provider {
-    pub fn new(store: Store, files: Files) -> Self {
-        Provider { store, files }
+    pub fn new(store: Store, files: Files, notifications: Notifications) -> Self {
+        Provider {
+            store,
+            files,
+            notifications,
+        }
     }
 
     /// Stores one document: reads its first bytes to tell its type, then streams it to storage
@@ -347,15 +353,19 @@ impl Provider {
                 reason,
                 &caller.account_id,
                 now_millis(),
+                self.notifications.channels(),
             )
             .await?
         {
-            ReviewOutcome::Decided(d) => Ok(CertificationDecision {
-                certification_id: d.certification_id,
-                status: d.status,
-                reason: d.reason,
-                enterprise_id: d.enterprise_id,
-            }),
+            ReviewOutcome::Decided(d) => {
+                self.notifications.wake();
+                Ok(CertificationDecision {
+                    certification_id: d.certification_id,
+                    status: d.status,
+                    reason: d.reason,
+                    enterprise_id: d.enterprise_id,
+                })
+            }
             ReviewOutcome::NotFound => Err(ServiceError::not_found(format!(
                 "no certification '{certification_id}'"
             ))),

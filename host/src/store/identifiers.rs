@@ -3,9 +3,12 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::notifications::insert_notices;
+use super::provider::account_phone;
 use super::{Store, StoreError};
 use crate::domain::AccountId;
 use crate::domain::identifiers::{IdentifierApplication, IdentifierRequest, SERIALS, compose};
+use crate::domain::notifications::{Channels, Outcome};
 use crate::domain::provider::ReviewStatus;
 
 /// What a review of an application did.
@@ -136,13 +139,14 @@ impl Store {
         reason: Option<&str>,
         reviewer: &AccountId,
         now: i64,
+        channels: Channels,
     ) -> Result<ApplicationReview, StoreError> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "UPDATE identifier_applications SET status = $2, reason = $3, reviewed_at = $4, \
                reviewed_by = $5 \
              WHERE id = $1 AND status = 'PENDING' \
-             RETURNING enterprise_id, province, city, zone, industry",
+             RETURNING account_id, enterprise_id, province, city, zone, industry",
         )
         .bind(id)
         .bind(decision.as_str())
@@ -158,6 +162,8 @@ impl Store {
                 Some(a) => ApplicationReview::AlreadyReviewed(a.status),
             });
         };
+        let account_id: AccountId = row.try_get::<String, _>("account_id")?.into();
+        let mut code = None;
         if decision == ReviewStatus::Approved {
             let request = IdentifierRequest {
                 province: row.try_get("province")?,
@@ -181,13 +187,34 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(ApplicationReview::SerialsExhausted);
             }
-            let code = compose(&prefix, serial).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let issued =
+                compose(&prefix, serial).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             sqlx::query("UPDATE identifier_applications SET code = $2 WHERE id = $1")
                 .bind(id)
-                .bind(&code)
+                .bind(&issued)
                 .execute(&mut *tx)
                 .await?;
+            code = Some(issued);
         }
+        // The notices commit with the decision: by mail to the contact address of the
+        // enterprise's approved certification, by SMS to the account's phone.
+        let email = sqlx::query(
+            "SELECT c.contact_email FROM enterprises e \
+             JOIN certifications c ON c.id = e.certification_id WHERE e.account_id = $1",
+        )
+        .bind(account_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get::<String, _>("contact_email"))
+        .transpose()?;
+        let phone = account_phone(&mut tx, &account_id).await?;
+        let outcome = Outcome::Identifier {
+            status: decision,
+            reason: reason.map(str::to_owned),
+            code,
+        };
+        let notices = outcome.notices(channels, email.as_deref(), phone.as_deref());
+        insert_notices(&mut tx, &notices, "identifier", id, now).await?;
         tx.commit().await?;
         match self.identifier_application(id).await? {
             Some(a) => Ok(ApplicationReview::Decided(Box::new(a))),

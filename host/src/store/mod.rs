@@ -8,6 +8,7 @@ pub mod demands;
 pub mod identifiers;
 pub mod ledger;
 pub mod matching;
+pub mod notifications;
 pub mod plugins;
 pub mod policies;
 pub mod provider;

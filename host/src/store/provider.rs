@@ -3,8 +3,10 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Constraint, Store, StoreError};
+use super::notifications::insert_notices;
+use super::{Constraint, Store, StoreError, Tx};
 use crate::domain::AccountId;
+use crate::domain::notifications::{Channels, Outcome};
 use crate::domain::provider::{
     Certification, CertificationDocument, CertificationInfo, DocumentType, ReviewStatus,
 };
@@ -94,6 +96,18 @@ fn document_from_row(row: &AnyRow) -> Result<CertificationDocument, StoreError> 
         sha256: row.try_get("sha256")?,
         object_key: row.try_get("object_key")?,
     })
+}
+
+/// The account's phone, read inside a transaction.
+pub(crate) async fn account_phone(
+    tx: &mut Tx,
+    account_id: &AccountId,
+) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT phone FROM accounts WHERE id = $1")
+        .bind(account_id.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(|r| r.try_get("phone")).transpose()?.flatten())
 }
 
 impl Store {
@@ -281,6 +295,7 @@ impl Store {
         reason: Option<&str>,
         reviewer: &AccountId,
         now: i64,
+        channels: Channels,
     ) -> Result<ReviewOutcome, StoreError> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
@@ -344,6 +359,15 @@ impl Store {
             reason: reason.map(str::to_owned),
             enterprise_id,
         };
+        // The notices commit with the decision or not at all.
+        let outcome = Outcome::Certification {
+            status: decided.status,
+            reason: decided.reason.clone(),
+            enterprise_id: decided.enterprise_id.clone(),
+        };
+        let phone = account_phone(&mut tx, &decided.account_id).await?;
+        let notices = outcome.notices(channels, Some(&decided.contact_email), phone.as_deref());
+        insert_notices(&mut tx, &notices, "certification", certification_id, now).await?;
         tx.commit().await?;
         Ok(ReviewOutcome::Decided(decided))
     }
