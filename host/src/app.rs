@@ -19,6 +19,7 @@ use crate::services::Services;
 use crate::services::accounts::Accounts;
 use crate::services::delivery::{Delivery, DeliveryConfig};
 use crate::services::demand::Demands;
+use crate::services::gateway::Gateway;
 use crate::services::identifiers::Identifiers;
 use crate::services::keys::Keys;
 use crate::services::ledger::Ledger;
@@ -150,6 +151,7 @@ impl App {
             provider,
             identifiers: Identifiers::new(store.clone(), notifications.clone()),
             notifications: notifications.clone(),
+            gateway: Gateway::new()?,
         };
         let state = AppState {
             services: Arc::new(services),

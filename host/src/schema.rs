@@ -74,6 +74,7 @@ pub const FILES: &[(&str, &str)] = embed![
     "provider.identifiers.json",
     "admin.identifierApplications.json",
     "admin.notifications.json",
+    "gateway.identifier.json",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,7 @@ mod demand;
 mod docs;
 mod envelope;
 mod fuzz;
+mod gateway;
 mod identifiers;
 mod layers;
 mod ledger;

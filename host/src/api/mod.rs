@@ -7,6 +7,7 @@ pub mod delivery;
 pub mod demand;
 pub mod error;
 pub mod extract;
+pub mod gateway;
 pub mod identifiers;
 pub mod keys;
 pub mod ledger;
@@ -103,6 +104,7 @@ pub fn catalog() -> Vec<Route> {
     routes.extend(provider::routes());
     routes.extend(identifiers::routes());
     routes.extend(notifications::routes());
+    routes.extend(gateway::routes());
     routes
 }
 

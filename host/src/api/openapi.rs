@@ -130,6 +130,12 @@ pub fn error_statuses(route: &RouteDoc) -> std::collections::BTreeMap<u16, &'sta
             "a conflict with the current state (CONFLICT, INVALID_STATE)",
         );
     }
+    if path_params(route.path)
+        .iter()
+        .any(|p| p["schema"].get("pattern").is_some())
+    {
+        statuses.insert(400, "a path parameter breaks its pattern");
+    }
     if route.path == "/v1/account/token" {
         statuses.insert(401, "the username or password is wrong");
     }
@@ -202,11 +208,20 @@ fn responses(route: &RouteDoc) -> Value {
     Value::Object(responses)
 }
 
-/// The `{name}` segments of a route's path, as required string path parameters.
+/// The schema of a path parameter: any string, except where the server checks a shape.
+fn path_param_schema(name: &str) -> Value {
+    match name {
+        // An identifier code (`GET /v1/gateway/codes/{code}`): 16 digits, else 400.
+        "code" => json!({"type": "string", "pattern": "^[0-9]{16}$"}),
+        _ => json!({"type": "string"}),
+    }
+}
+
+/// The `{name}` segments of a route's path, as required path parameters.
 fn path_params(path: &str) -> Vec<Value> {
     path.split('/')
         .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
-        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": path_param_schema(name)}))
         .collect()
 }
 

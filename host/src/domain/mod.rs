@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod billing;
 pub mod delivery;
 pub mod demand;
+pub mod gateway;
 pub mod identifiers;
 pub mod ids;
 pub mod ledger;

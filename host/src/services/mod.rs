@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod delivery;
 pub mod demand;
+pub mod gateway;
 pub mod identifiers;
 pub mod keys;
 pub mod ledger;
@@ -89,6 +90,7 @@ pub struct Services {
     pub provider: provider::Provider,
     pub identifiers: identifiers::Identifiers,
     pub notifications: notifications::Notifications,
+    pub gateway: gateway::Gateway,
 }
 
 /// A page parameter of a listing: a whole number in `min..=max`, or `default` when not given.
