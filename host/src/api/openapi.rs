@@ -366,7 +366,9 @@ pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
                             },
                             "encoding": {
                                 "info": {"contentType": "application/json"},
-                                "document": {"contentType": "application/pdf, image/jpeg, image/png"}
+                                // Any bytes may be sent; the server reads the type from
+                                // the content (PDF, JPEG, PNG), not from the part's header.
+                                "document": {"contentType": "application/octet-stream"}
                             }
                         }}
                     }),

@@ -163,13 +163,15 @@ impl Provider {
                 ),
                 other => ServiceError::Internal(other.to_string()),
             })?;
+        // Never beyond MAX_DOCUMENT_BYTES, which the counting stream enforced.
+        let size = i64::try_from(stored.size).map_err(|_| too_large(&file_name))?;
         Ok(CertificationDocument {
             id,
             certification_id: certification_id.to_owned(),
             ordinal,
             file_name,
             media_type,
-            size: i64::try_from(stored.size).map_err(|_| too_large("?"))?,
+            size,
             sha256: stored.sha256,
             object_key: key,
         })
