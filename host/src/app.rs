@@ -19,13 +19,17 @@ use crate::services::Services;
 use crate::services::accounts::Accounts;
 use crate::services::delivery::{Delivery, DeliveryConfig};
 use crate::services::demand::Demands;
+use crate::services::gateway::Gateway;
+use crate::services::identifiers::Identifiers;
 use crate::services::keys::Keys;
 use crate::services::ledger::Ledger;
 use crate::services::matching::Matcher;
+use crate::services::notifications::Notifications;
 use crate::services::ops::Ops;
 use crate::services::plugins::PluginHost;
 use crate::services::plugins::billing::PluginBilling;
 use crate::services::policies::Policies;
+use crate::services::provider::Provider;
 use crate::services::supply::Supply;
 use crate::services::trading::{Trading, TradingConfig};
 use crate::store::Store;
@@ -34,6 +38,8 @@ pub struct App {
     listener: TcpListener,
     router: Router,
     store: Store,
+    /// Sends the notices of the outbox while the server runs.
+    notifications: Notifications,
 }
 
 impl App {
@@ -67,7 +73,10 @@ impl App {
         }
         let store = Store::connect(&config.database_url, config.max_db_connections).await?;
         store.migrate().await?;
-        let schemas = Schemas::load()?;
+        let schemas = Schemas::load(&[(
+            crate::domain::provider::CREDIT_CODE_FORMAT,
+            crate::domain::provider::is_credit_code,
+        )])?;
         let accounts = Accounts::new(store.clone(), config.token_ttl);
         if let Some(password) = &config.operator_password
             && accounts.bootstrap_operator(password).await?
@@ -106,6 +115,8 @@ impl App {
                 fetch_resource_urls: config.fetch_resource_urls,
             },
         );
+        let notifications = Notifications::new(store.clone(), &config.notifications)?;
+        let provider = Provider::new(store.clone(), files.clone(), notifications.clone());
         let delivery = Delivery::new(
             store.clone(),
             trading.clone(),
@@ -137,6 +148,10 @@ impl App {
             keys: Keys::new(keys),
             ops: Ops::new(store.clone(), metrics, config.metrics),
             policies,
+            provider,
+            identifiers: Identifiers::new(store.clone(), notifications.clone()),
+            notifications: notifications.clone(),
+            gateway: Gateway::new()?,
         };
         let state = AppState {
             services: Arc::new(services),
@@ -149,6 +164,7 @@ impl App {
             listener,
             router,
             store,
+            notifications,
         })
     }
 
@@ -166,9 +182,14 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let worker = tokio::spawn(self.notifications.run(stopped));
         let result = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
+        // A notice being sent finishes its attempt; what is left stays in the outbox.
+        let _ = stop.send(true);
+        let _ = worker.await;
         self.store.close().await;
         result
     }

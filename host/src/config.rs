@@ -51,6 +51,62 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// Whether `GET /metrics` (Prometheus text format, no token) is served.
     pub metrics: bool,
+    /// Notices of review outcomes by e-mail and SMS. The `[notifications]` table.
+    pub notifications: NotificationsConfig,
+}
+
+/// How notices of review outcomes are sent. Without `smtp_url` no e-mail is written, without
+/// `sms_url` no SMS.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationsConfig {
+    /// `smtp://host:port` (plain, or `?tls=required` / `?tls=opportunistic` for STARTTLS) or
+    /// `smtps://host:port` (TLS); credentials as `smtp://user:password@host`.
+    pub smtp_url: Option<String>,
+    /// The sender, e.g. `liutong <noreply@example.com>`.
+    pub email_from: String,
+    /// The HTTP SMS gateway's URL.
+    pub sms_url: Option<String>,
+    /// Its HTTP method.
+    pub sms_method: String,
+    /// The request body; `{phone}` and `{message}` become JSON string literals.
+    pub sms_body_template: String,
+    pub sms_content_type: String,
+    /// A header carrying the gateway's credentials, e.g. `Authorization` …
+    pub sms_auth_header: Option<String>,
+    /// … whose value is this secret: `env:NAME` (an environment variable) or `file:PATH` (a
+    /// file's content, trimmed).
+    pub sms_auth_secret: Option<String>,
+    /// Attempts before a notice is given up as `failed`.
+    pub max_attempts: u32,
+    /// The wait after the first failed attempt, doubled after each further one up to
+    /// `retry_max_ms`.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// How often the worker looks for due notices (it is also woken at once by a decision).
+    pub poll_interval_ms: u64,
+    /// Per attempt: connecting and talking to the SMTP server or the gateway.
+    pub timeout_ms: u64,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        NotificationsConfig {
+            smtp_url: None,
+            email_from: "liutong <noreply@localhost>".to_owned(),
+            sms_url: None,
+            sms_method: "POST".to_owned(),
+            sms_body_template: "{\"phone\": {phone}, \"message\": {message}}".to_owned(),
+            sms_content_type: "application/json".to_owned(),
+            sms_auth_header: None,
+            sms_auth_secret: None,
+            max_attempts: 10,
+            retry_initial_ms: 1_000,
+            retry_max_ms: 300_000,
+            poll_interval_ms: 1_000,
+            timeout_ms: 10_000,
+        }
+    }
 }
 
 /// Where plugins live and what they may do. The `[plugins]` table of the TOML file.
@@ -174,6 +230,7 @@ impl Default for Config {
             fetch_resource_urls: true,
             plugins: PluginsConfig::default(),
             metrics: true,
+            notifications: NotificationsConfig::default(),
         }
     }
 }
@@ -198,6 +255,7 @@ pub struct FileConfig {
     pub fetch_resource_urls: Option<bool>,
     pub plugins: Option<PluginsConfig>,
     pub metrics: Option<bool>,
+    pub notifications: Option<NotificationsConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -278,6 +336,9 @@ impl FileConfig {
         if let Some(v) = self.metrics {
             config.metrics = v;
         }
+        if let Some(v) = self.notifications {
+            config.notifications = v;
+        }
     }
 }
 
@@ -350,6 +411,26 @@ impl Config {
                     )));
                 }
             }
+        }
+        let n = &self.notifications;
+        if n.max_attempts == 0 || n.retry_initial_ms == 0 || n.poll_interval_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "notifications.max_attempts, retry_initial_ms and poll_interval_ms must be \
+                 positive"
+                    .into(),
+            ));
+        }
+        if n.retry_max_ms < n.retry_initial_ms || n.timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "notifications.retry_max_ms must be at least retry_initial_ms, timeout_ms \
+                 positive"
+                    .into(),
+            ));
+        }
+        if n.sms_auth_header.is_some() != n.sms_auth_secret.is_some() {
+            return Err(ConfigError::Invalid(
+                "notifications.sms_auth_header and sms_auth_secret go together".into(),
+            ));
         }
         if let Some(s3) = &self.storage.s3
             && s3.bucket.trim().is_empty()

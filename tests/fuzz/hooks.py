@@ -47,3 +47,22 @@ def age_recipient(key: bytes) -> str:
 schemathesis.openapi.format(
     "age-recipient", st.binary(min_size=32, max_size=32).map(age_recipient)
 )
+
+
+# A unified social credit code (GB 32100-2015), format `credit-code`: 17 characters of its set
+# (positions 3-8 digits) and the check character over them.
+_CREDIT_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+
+
+def credit_code(head: str) -> str:
+    total = sum(_CREDIT_CHARSET.index(c) * pow(3, i, 31) for i, c in enumerate(head))
+    return head + _CREDIT_CHARSET[(31 - total % 31) % 31]
+
+
+_credit_heads = st.tuples(
+    st.text(_CREDIT_CHARSET, min_size=2, max_size=2),
+    st.text("0123456789", min_size=6, max_size=6),
+    st.text(_CREDIT_CHARSET, min_size=9, max_size=9),
+).map("".join)
+
+schemathesis.openapi.format("credit-code", _credit_heads.map(credit_code))

@@ -200,6 +200,11 @@ role_extractor!(
     Role::Operator
 );
 role_extractor!(
+    /// An authenticated enterprise account (compute providers and marketplace members).
+    Enterprise,
+    Role::Enterprise
+);
+role_extractor!(
     /// An authenticated trusted data space.
     DataSpace,
     Role::DataSpace

@@ -7,13 +7,17 @@ pub mod delivery;
 pub mod demand;
 pub mod error;
 pub mod extract;
+pub mod gateway;
+pub mod identifiers;
 pub mod keys;
 pub mod ledger;
 pub mod matching;
+pub mod notifications;
 pub mod openapi;
 pub mod ops;
 pub mod plugins;
 pub mod policies;
+pub mod provider;
 pub mod supply;
 pub mod trading;
 
@@ -60,6 +64,9 @@ pub enum Input {
     QueryAndBinary(&'static str),
     /// A raw `application/octet-stream` body.
     Binary,
+    /// A `multipart/form-data` body: a JSON part `info` with this schema, then `document` file
+    /// parts.
+    Multipart(&'static str),
 }
 
 /// The documentation of one endpoint.
@@ -94,6 +101,10 @@ pub fn catalog() -> Vec<Route> {
     routes.extend(keys::routes());
     routes.extend(plugins::routes());
     routes.extend(policies::routes());
+    routes.extend(provider::routes());
+    routes.extend(identifiers::routes());
+    routes.extend(notifications::routes());
+    routes.extend(gateway::routes());
     routes
 }
 

@@ -52,6 +52,8 @@ fn envelope(data: Value) -> Value {
 pub fn role_of(path: &str) -> Option<Role> {
     if path.starts_with("/v1/admin/") {
         Some(Role::Operator)
+    } else if path.starts_with("/v1/provider/") {
+        Some(Role::Enterprise)
     } else if matches!(
         path,
         "/publishDatasets" | "/deliverDatasets" | "/v1/policies/{policyId}/access"
@@ -93,6 +95,7 @@ pub fn error_statuses(route: &RouteDoc) -> std::collections::BTreeMap<u16, &'sta
         Input::QueryAndBody { .. } => (true, true, false),
         Input::QueryAndBinary(_) => (true, false, true),
         Input::Binary => (false, false, true),
+        Input::Multipart(_) => (true, false, false),
     };
     if schema || binary_body {
         statuses.insert(
@@ -108,6 +111,13 @@ pub fn error_statuses(route: &RouteDoc) -> std::collections::BTreeMap<u16, &'sta
     if binary_body {
         statuses.insert(415, "the Content-Type is not application/octet-stream");
     }
+    if matches!(route.input, Input::Multipart(_)) {
+        statuses.insert(
+            413,
+            "a document is larger than 10 MiB, or the part 'info' larger than max_json_body",
+        );
+        statuses.insert(415, "the Content-Type is not multipart/form-data");
+    }
     if route.auth {
         statuses.insert(401, "X-Auth-Token is missing, unknown or expired");
         statuses.insert(
@@ -119,6 +129,12 @@ pub fn error_statuses(route: &RouteDoc) -> std::collections::BTreeMap<u16, &'sta
             409,
             "a conflict with the current state (CONFLICT, INVALID_STATE)",
         );
+    }
+    if path_params(route.path)
+        .iter()
+        .any(|p| p["schema"].get("pattern").is_some())
+    {
+        statuses.insert(400, "a path parameter breaks its pattern");
     }
     if route.path == "/v1/account/token" {
         statuses.insert(401, "the username or password is wrong");
@@ -156,6 +172,14 @@ fn error_response(status: u16, why: &str) -> Value {
 fn responses(route: &RouteDoc) -> Value {
     let mut responses = Map::new();
     let ok = match route.path {
+        "/v1/admin/certifications/{certificationId}/documents/{documentId}" => json!({
+            "description": "the document as it was uploaded, with its media type",
+            "content": {
+                "application/pdf": {"schema": {"type": "string", "contentMediaType": "application/pdf"}},
+                "image/jpeg": {"schema": {"type": "string", "contentMediaType": "image/jpeg"}},
+                "image/png": {"schema": {"type": "string", "contentMediaType": "image/png"}}
+            }
+        }),
         "/metrics" => json!({
             "description": "Prometheus text exposition format 0.0.4 (no envelope)",
             "content": {"text/plain": {"schema": {"type": "string"}}}
@@ -184,11 +208,20 @@ fn responses(route: &RouteDoc) -> Value {
     Value::Object(responses)
 }
 
-/// The `{name}` segments of a route's path, as required string path parameters.
+/// The schema of a path parameter: any string, except where the server checks a shape.
+fn path_param_schema(name: &str) -> Value {
+    match name {
+        // An identifier code (`GET /v1/gateway/codes/{code}`): 16 digits, else 400.
+        "code" => json!({"type": "string", "pattern": "^[0-9]{16}$"}),
+        _ => json!({"type": "string"}),
+    }
+}
+
+/// The `{name}` segments of a route's path, as required path parameters.
 fn path_params(path: &str) -> Vec<Value> {
     path.split('/')
         .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
-        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": path_param_schema(name)}))
         .collect()
 }
 
@@ -308,6 +341,36 @@ pub fn document(routes: &[RouteDoc], schemas: &Schemas) -> Value {
                         "content": {"application/octet-stream": {"schema": {
                             "type": "string", "contentMediaType": "application/octet-stream"
                         }}}
+                    }),
+                );
+            }
+            Input::Multipart(file) => {
+                op.insert(
+                    "requestBody".to_owned(),
+                    json!({
+                        "required": true,
+                        "content": {"multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["info", "document"],
+                                "properties": {
+                                    "info": {"$ref": format!("#/components/schemas/{}", component_name(file))},
+                                    "document": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "maxItems": crate::domain::provider::MAX_DOCUMENTS,
+                                        "items": {"type": "string", "contentMediaType": "application/octet-stream"},
+                                        "description": "PDF, JPEG or PNG files (by content), each at most 10 MiB"
+                                    }
+                                }
+                            },
+                            "encoding": {
+                                "info": {"contentType": "application/json"},
+                                // Any bytes may be sent; the server reads the type from
+                                // the content (PDF, JPEG, PNG), not from the part's header.
+                                "document": {"contentType": "application/octet-stream"}
+                            }
+                        }}
                     }),
                 );
             }

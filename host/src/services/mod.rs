@@ -9,13 +9,17 @@
 pub mod accounts;
 pub mod delivery;
 pub mod demand;
+pub mod gateway;
+pub mod identifiers;
 pub mod keys;
 pub mod ledger;
 pub mod licensing;
 pub mod matching;
+pub mod notifications;
 pub mod ops;
 pub mod plugins;
 pub mod policies;
+pub mod provider;
 pub mod supply;
 pub mod trading;
 
@@ -83,6 +87,10 @@ pub struct Services {
     pub keys: keys::Keys,
     pub ops: ops::Ops,
     pub policies: policies::Policies,
+    pub provider: provider::Provider,
+    pub identifiers: identifiers::Identifiers,
+    pub notifications: notifications::Notifications,
+    pub gateway: gateway::Gateway,
 }
 
 /// A page parameter of a listing: a whole number in `min..=max`, or `default` when not given.

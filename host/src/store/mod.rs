@@ -5,10 +5,13 @@
 pub mod accounts;
 pub mod delivery;
 pub mod demands;
+pub mod identifiers;
 pub mod ledger;
 pub mod matching;
+pub mod notifications;
 pub mod plugins;
 pub mod policies;
+pub mod provider;
 pub mod resources;
 pub mod trading;
 
