@@ -64,6 +64,20 @@ pub const FILES: &[(&str, &str)] = embed![
     "policies.access.json",
     "policies.list.json",
     "policies.decisions.json",
+    "subscriptions.common.json",
+    "model.publish.json",
+    "model.subscribe.json",
+    "model.delivery.json",
+    "model.userSettlement.json",
+    "model.providerSettlement.json",
+    "application.publish.json",
+    "application.subscribe.json",
+    "application.delivery.json",
+    "application.userSettlement.json",
+    "application.providerSettlement.json",
+    "orders.usage.json",
+    "publications.list.json",
+    "account.apiKeys.json",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -20,5 +20,6 @@ mod plugins;
 mod policies;
 mod roles;
 mod s3;
+mod subscriptions;
 mod supply;
 mod trading;

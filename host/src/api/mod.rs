@@ -10,10 +10,12 @@ pub mod extract;
 pub mod keys;
 pub mod ledger;
 pub mod matching;
+pub mod openai;
 pub mod openapi;
 pub mod ops;
 pub mod plugins;
 pub mod policies;
+pub mod subscriptions;
 pub mod supply;
 pub mod trading;
 
@@ -94,6 +96,7 @@ pub fn catalog() -> Vec<Route> {
     routes.extend(keys::routes());
     routes.extend(plugins::routes());
     routes.extend(policies::routes());
+    routes.extend(subscriptions::routes());
     routes
 }
 
@@ -106,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         router = router.route(route.doc.path, route.handler);
     }
     let router = router
+        .merge(openai::router())
         .route(
             "/openapi.json",
             axum::routing::get(move || {

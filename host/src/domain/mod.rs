@@ -14,6 +14,7 @@ pub mod matching;
 pub mod money;
 pub mod plugins;
 pub mod policy;
+pub mod subscriptions;
 pub mod supply;
 pub mod timefmt;
 pub mod trading;
@@ -40,6 +41,9 @@ pub enum DomainError {
     /// The payer's balance does not cover the charge; nothing was changed.
     #[error("{0}")]
     InsufficientFunds(String),
+    /// Something must be paid first (a subscription's term); nothing was changed.
+    #[error("{0}")]
+    PaymentRequired(String),
     #[error("{0}")]
     NotFound(String),
     /// The thing being created exists already.

@@ -16,6 +16,7 @@ pub mod matching;
 pub mod ops;
 pub mod plugins;
 pub mod policies;
+pub mod subscriptions;
 pub mod supply;
 pub mod trading;
 
@@ -37,6 +38,10 @@ pub enum ServiceError {
     /// changed.
     #[error("{0}")]
     PluginFailed(String),
+    /// The upstream of a subscribed model or application failed (`timed_out`: it did not
+    /// answer in time); the message carries its status. Nothing was charged.
+    #[error("{message}")]
+    Upstream { timed_out: bool, message: String },
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -83,6 +88,7 @@ pub struct Services {
     pub keys: keys::Keys,
     pub ops: ops::Ops,
     pub policies: policies::Policies,
+    pub subscriptions: subscriptions::Subscriptions,
 }
 
 /// A page parameter of a listing: a whole number in `min..=max`, or `default` when not given.

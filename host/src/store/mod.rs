@@ -10,6 +10,7 @@ pub mod matching;
 pub mod plugins;
 pub mod policies;
 pub mod resources;
+pub mod subscriptions;
 pub mod trading;
 
 use std::str::FromStr;
