@@ -685,6 +685,35 @@ async fn failures_charge_nothing(backend: Backend) {
         r.error_msg()
     );
     assert_eq!(minor(app.balance(&carol).await), 500);
+
+    // A billing plugin that traps in charge-usage: 502 naming it, before the upstream.
+    app.installed("fixtures/fixture-trap").await;
+    let calls_before = upstream.calls();
+    let body = json!({"publisherId": "alice", "modelId": "chat-flaky", "billingType": "metered",
+                      "billingMethod": {"unit": "calls", "price": 0.1, "plugin": "fixture-trap"},
+                      "api": upstream.api()});
+    let trapping = app
+        .post("/v1/model/publish", Some(&alice), &body)
+        .await
+        .ok()["publishId"]
+        .as_str()
+        .expect("publishId")
+        .to_owned();
+    let license = app
+        .post(
+            "/v1/model/subscribe",
+            Some(&carol),
+            &json!({"subscribeId": "carol", "publishId": trapping, "billingType": "metered",
+                    "billingMethod": "calls"}),
+        )
+        .await
+        .ok()["licenses"]
+        .clone();
+    let r = call_model(&app, &carol, &upstream.api(), &license, "hi").await;
+    r.expect_error(502, "PLUGIN_FAILED");
+    assert!(r.error_msg().contains("fixture-trap"), "{}", r.error_msg());
+    assert_eq!(upstream.calls(), calls_before);
+    assert_eq!(minor(app.balance(&carol).await), 500);
     app.get("/healthz", None, &[]).await.ok();
     assert_eq!(app.audit().await["balanced"], true);
 }
