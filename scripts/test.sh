@@ -37,6 +37,8 @@ python3 -c 'import cryptography' 2>/dev/null || { echo "installing cryptography"
 python3 -c 'import moto.server' 2>/dev/null || { echo "installing moto[server]"; pip_install 'moto[server]'; }
 # The notification tests (tests/integration/notifications.rs) receive mail with a real SMTP server.
 python3 -c 'import aiosmtpd' 2>/dev/null || { echo "installing aiosmtpd"; pip_install aiosmtpd; }
+# The outside client of the OpenAI-compatible front (tests/integration/subscriptions.rs).
+python3 -c 'import openai' 2>/dev/null || { echo "installing openai"; pip_install openai; }
 # The OpenAPI fuzz test (tests/integration/fuzz.rs) runs Schemathesis through scripts/fuzz-openapi.sh.
 { command -v st >/dev/null && python3 -c 'import schemathesis' 2>/dev/null; } \
   || { echo "installing schemathesis"; pip_install schemathesis; }

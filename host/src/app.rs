@@ -30,6 +30,7 @@ use crate::services::plugins::PluginHost;
 use crate::services::plugins::billing::PluginBilling;
 use crate::services::policies::Policies;
 use crate::services::provider::Provider;
+use crate::services::subscriptions::{Subscriptions, SubscriptionsConfig};
 use crate::services::supply::Supply;
 use crate::services::trading::{Trading, TradingConfig};
 use crate::store::Store;
@@ -136,6 +137,18 @@ impl App {
             "loaded the match index"
         );
         let policies = Policies::new(store.clone(), Arc::clone(&keys), plugins.clone());
+        let subscriptions = Subscriptions::new(
+            store.clone(),
+            Arc::clone(&keys),
+            plugins.clone(),
+            SubscriptionsConfig {
+                currency: config.currency.clone(),
+                fee_bps: config.platform_fee_bps,
+                license_term: config.license_term,
+                model_adapter: config.plugins.model_adapter.clone(),
+                application_adapter: config.plugins.application_adapter.clone(),
+            },
+        );
         let services = Services {
             accounts,
             supply: Supply::new(store.clone()),
@@ -152,6 +165,7 @@ impl App {
             identifiers: Identifiers::new(store.clone(), notifications.clone()),
             notifications: notifications.clone(),
             gateway: Gateway::new()?,
+            subscriptions,
         };
         let state = AppState {
             services: Arc::new(services),

@@ -132,6 +132,10 @@ pub struct PluginsConfig {
     pub grants: BTreeMap<String, PluginGrant>,
     /// Secret values by name, read from environment variables: `api-key = "OPENAI_API_KEY"`.
     pub secret_env: BTreeMap<String, String>,
+    /// The adapter plugin of model publications that name none (A.4.1).
+    pub model_adapter: String,
+    /// The adapter plugin of application publications that name none (A.5.1).
+    pub application_adapter: String,
 }
 
 /// The operator's grant to one plugin.
@@ -159,6 +163,8 @@ impl Default for PluginsConfig {
             max_timeout_ms: 120_000,
             grants: BTreeMap::new(),
             secret_env: BTreeMap::new(),
+            model_adapter: "openai-chat".to_owned(),
+            application_adapter: "http-json".to_owned(),
         }
     }
 }

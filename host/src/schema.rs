@@ -75,6 +75,20 @@ pub const FILES: &[(&str, &str)] = embed![
     "admin.identifierApplications.json",
     "admin.notifications.json",
     "gateway.identifier.json",
+    "subscriptions.common.json",
+    "model.publish.json",
+    "model.subscribe.json",
+    "model.delivery.json",
+    "model.userSettlement.json",
+    "model.providerSettlement.json",
+    "application.publish.json",
+    "application.subscribe.json",
+    "application.delivery.json",
+    "application.userSettlement.json",
+    "application.providerSettlement.json",
+    "orders.usage.json",
+    "publications.list.json",
+    "account.apiKeys.json",
 ];
 
 #[derive(Debug, thiserror::Error)]

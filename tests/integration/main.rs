@@ -24,5 +24,6 @@ mod policies;
 mod provider;
 mod roles;
 mod s3;
+mod subscriptions;
 mod supply;
 mod trading;

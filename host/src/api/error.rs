@@ -16,6 +16,7 @@ pub enum ErrorCode {
     InvalidArgument,
     Unauthenticated,
     InsufficientFunds,
+    PaymentRequired,
     Forbidden,
     NotFound,
     MethodNotAllowed,
@@ -25,7 +26,9 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     Internal,
     PluginFailed,
+    UpstreamFailed,
     ServiceUnavailable,
+    UpstreamTimeout,
 }
 
 impl ErrorCode {
@@ -33,6 +36,7 @@ impl ErrorCode {
         ErrorCode::InvalidArgument,
         ErrorCode::Unauthenticated,
         ErrorCode::InsufficientFunds,
+        ErrorCode::PaymentRequired,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
@@ -42,7 +46,9 @@ impl ErrorCode {
         ErrorCode::UnsupportedMediaType,
         ErrorCode::Internal,
         ErrorCode::PluginFailed,
+        ErrorCode::UpstreamFailed,
         ErrorCode::ServiceUnavailable,
+        ErrorCode::UpstreamTimeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +56,7 @@ impl ErrorCode {
             ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
             ErrorCode::Unauthenticated => "UNAUTHENTICATED",
             ErrorCode::InsufficientFunds => "INSUFFICIENT_FUNDS",
+            ErrorCode::PaymentRequired => "PAYMENT_REQUIRED",
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
@@ -59,6 +66,8 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::PluginFailed => "PLUGIN_FAILED",
+            ErrorCode::UpstreamFailed => "UPSTREAM_FAILED",
+            ErrorCode::UpstreamTimeout => "UPSTREAM_TIMEOUT",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
         }
     }
@@ -67,7 +76,9 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidArgument => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ErrorCode::InsufficientFunds => StatusCode::PAYMENT_REQUIRED,
+            ErrorCode::InsufficientFunds | ErrorCode::PaymentRequired => {
+                StatusCode::PAYMENT_REQUIRED
+            }
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -75,7 +86,8 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::PluginFailed => StatusCode::BAD_GATEWAY,
+            ErrorCode::PluginFailed | ErrorCode::UpstreamFailed => StatusCode::BAD_GATEWAY,
+            ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -142,6 +154,7 @@ impl From<DomainError> for ApiError {
             DomainError::Unauthenticated(_) => ErrorCode::Unauthenticated,
             DomainError::Forbidden(_) => ErrorCode::Forbidden,
             DomainError::InsufficientFunds(_) => ErrorCode::InsufficientFunds,
+            DomainError::PaymentRequired(_) => ErrorCode::PaymentRequired,
             DomainError::NotFound(_) => ErrorCode::NotFound,
             DomainError::Conflict(_) => ErrorCode::Conflict,
             DomainError::InvalidState(_) => ErrorCode::InvalidState,
@@ -154,6 +167,7 @@ impl From<DomainError> for ApiError {
             DomainError::Unauthenticated(m)
             | DomainError::Forbidden(m)
             | DomainError::InsufficientFunds(m)
+            | DomainError::PaymentRequired(m)
             | DomainError::NotFound(m)
             | DomainError::Conflict(m)
             | DomainError::InvalidState(m)
@@ -172,6 +186,15 @@ impl From<ServiceError> for ApiError {
             ServiceError::PluginFailed(m) => {
                 tracing::warn!(error = %m, "plugin call failed");
                 ApiError::new(ErrorCode::PluginFailed, m)
+            }
+            ServiceError::Upstream { timed_out, message } => {
+                tracing::warn!(error = %message, "upstream failed");
+                let code = if timed_out {
+                    ErrorCode::UpstreamTimeout
+                } else {
+                    ErrorCode::UpstreamFailed
+                };
+                ApiError::new(code, message)
             }
             ServiceError::Store(StoreError::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,

@@ -136,7 +136,31 @@ where
     }
 }
 
-/// The account behind `X-Auth-Token`; every endpoint but registration and login needs one.
+/// The token or API key a request presents: `X-Auth-Token`, else `Authorization: Bearer`.
+pub fn presented_token(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    let unknown = || ApiError::new(ErrorCode::Unauthenticated, "X-Auth-Token is unknown");
+    if let Some(value) = headers.get(AUTH_HEADER) {
+        return value.to_str().map_err(|_| unknown());
+    }
+    if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
+        let text = value.to_str().map_err(|_| unknown())?;
+        return match text.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token),
+            _ => Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "Authorization must be 'Bearer <token or API key>'",
+            )),
+        };
+    }
+    Err(ApiError::new(
+        ErrorCode::Unauthenticated,
+        "X-Auth-Token (or Authorization: Bearer) is required; get a token from \
+         POST /v1/account/token or an API key from POST /v1/account/apiKeys",
+    ))
+}
+
+/// The account behind `X-Auth-Token` (or `Authorization: Bearer`, which also takes API keys);
+/// every endpoint but registration and login needs one.
 pub struct Auth(pub Caller);
 
 impl<S> FromRequestParts<S> for Auth
@@ -147,17 +171,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(AUTH_HEADER)
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::Unauthenticated,
-                    "X-Auth-Token header is required; get a token from POST /v1/account/token",
-                )
-            })?
-            .to_str()
-            .map_err(|_| ApiError::new(ErrorCode::Unauthenticated, "X-Auth-Token is unknown"))?;
+        let token = presented_token(&parts.headers)?;
         let app = AppState::from_ref(state);
         let caller = app.services.accounts.authenticate(token.trim()).await?;
         tracing::Span::current().record("account", caller.username.as_str());

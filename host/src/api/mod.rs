@@ -13,11 +13,13 @@ pub mod keys;
 pub mod ledger;
 pub mod matching;
 pub mod notifications;
+pub mod openai;
 pub mod openapi;
 pub mod ops;
 pub mod plugins;
 pub mod policies;
 pub mod provider;
+pub mod subscriptions;
 pub mod supply;
 pub mod trading;
 
@@ -105,6 +107,7 @@ pub fn catalog() -> Vec<Route> {
     routes.extend(identifiers::routes());
     routes.extend(notifications::routes());
     routes.extend(gateway::routes());
+    routes.extend(subscriptions::routes());
     routes
 }
 
@@ -117,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         router = router.route(route.doc.path, route.handler);
     }
     let router = router
+        .merge(openai::router())
         .route(
             "/openapi.json",
             axum::routing::get(move || {

@@ -80,6 +80,24 @@ fn route_specific(path: &str) -> &'static [(u16, &'static str)] {
         "/v1/admin/plugins" => &[(413, "the package is larger than the package limit")],
         "/metrics" => &[(404, "metrics are turned off (metrics = false)")],
         "/v1/account/register" => &[(409, "the username is taken")],
+        "/v1/model/delivery" | "/v1/application/delivery" => &[
+            (
+                402,
+                "the balance cannot hold a metered call, or a fixed term is not paid",
+            ),
+            (
+                502,
+                "the upstream failed (UPSTREAM_FAILED, with its status) or the adapter plugin did (PLUGIN_FAILED); nothing was charged",
+            ),
+            (
+                504,
+                "the upstream did not answer in time; nothing was charged",
+            ),
+        ],
+        "/v1/model/userSettlement" | "/v1/application/userSettlement" => &[
+            (402, "the balance does not cover the term"),
+            (502, "the billing plugin failed; nothing was charged"),
+        ],
         _ => &[],
     }
 }

@@ -14,6 +14,36 @@ pub const PASSWORD_MAX: usize = 128;
 const RESERVED_USERNAMES: &[&str] = &[CONTROLLED_OWNER];
 /// Every token liutong issues starts with this, so a stray string is refused without a lookup.
 pub const TOKEN_PREFIX: &str = "lt_";
+/// API keys (long-lived, for programs) start with this; tokens with `TOKEN_PREFIX`.
+pub const API_KEY_PREFIX: &str = "ltk_";
+/// An account has at most this many API keys.
+pub const MAX_API_KEYS: i64 = 100;
+
+/// `POST /v1/account/apiKeys` request.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiKeyRequest {
+    pub name: String,
+}
+
+/// A new API key: the key itself is in this answer only.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NewApiKey {
+    pub key_id: String,
+    pub name: String,
+    pub api_key: String,
+    pub created_at: String,
+}
+
+/// An API key as listed: never the key, only its first characters.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyView {
+    pub key_id: String,
+    pub name: String,
+    pub key_prefix: String,
+    pub created_at: String,
+}
 
 pub fn check_username(username: &str) -> Result<(), DomainError> {
     let len = username.chars().count();

@@ -50,6 +50,16 @@ impl AccountKind {
 pub enum TransactionKind {
     Credit,
     Settlement,
+    /// A metered call's hold, before its upstream is called (reference: the call).
+    Hold,
+    /// A metered call's charge, replacing its hold (reference: the call).
+    Usage,
+    /// A failed call's hold returned (reference: the call).
+    Release,
+    /// One paid fixed term (reference: the term's charge).
+    Term,
+    /// A provider settlement of a subscription (reference: the payout).
+    Payout,
 }
 
 impl TransactionKind {
@@ -57,6 +67,11 @@ impl TransactionKind {
         match self {
             TransactionKind::Credit => "credit",
             TransactionKind::Settlement => "settlement",
+            TransactionKind::Hold => "hold",
+            TransactionKind::Usage => "usage",
+            TransactionKind::Release => "release",
+            TransactionKind::Term => "term",
+            TransactionKind::Payout => "payout",
         }
     }
 }
@@ -163,6 +178,10 @@ pub struct LedgerAudit {
     /// Settled confirmations without exactly one settlement and ledger transaction, or the
     /// reverse: a half-done settlement.
     pub incomplete_settlements: i64,
+    /// 0, or how many of the subscription accounts differ from their charges: `system:holds`
+    /// must hold the holds of the calls still running, `system:subscriptions` everything paid
+    /// for subscriptions and not yet paid out.
+    pub subscription_mismatches: i64,
     pub balanced: bool,
 }
 

@@ -18,6 +18,7 @@ pub mod notifications;
 pub mod plugins;
 pub mod policy;
 pub mod provider;
+pub mod subscriptions;
 pub mod supply;
 pub mod timefmt;
 pub mod trading;
@@ -44,6 +45,9 @@ pub enum DomainError {
     /// The payer's balance does not cover the charge; nothing was changed.
     #[error("{0}")]
     InsufficientFunds(String),
+    /// Something must be paid first (a subscription's term); nothing was changed.
+    #[error("{0}")]
+    PaymentRequired(String),
     #[error("{0}")]
     NotFound(String),
     /// The thing being created exists already.

@@ -11,13 +11,14 @@ use base64::Engine as _;
 
 use super::ServiceError;
 use crate::domain::accounts::{
-    Account, IssuedToken, RegisterAccount, Registered, TOKEN_PREFIX, check_password, check_phone,
-    check_username, hash_token,
+    API_KEY_PREFIX, Account, ApiKeyRequest, ApiKeyView, IssuedToken, MAX_API_KEYS, NewApiKey,
+    RegisterAccount, Registered, TOKEN_PREFIX, check_password, check_phone, check_username,
+    hash_token,
 };
 use crate::domain::timefmt::{from_millis, now_millis, to_rfc3339};
-use crate::domain::{AccountId, Caller, DomainError, Role};
+use crate::domain::{AccountId, Caller, DomainError, Role, new_id};
 use crate::store::Store;
-use crate::store::accounts::AccountInsert;
+use crate::store::accounts::{AccountInsert, StoredApiKey};
 
 /// How long a validated token is trusted from memory before the database is asked again.
 const TOKEN_CACHE_TTL_MS: i64 = 30_000;
@@ -147,10 +148,11 @@ impl Accounts {
         })
     }
 
-    /// Resolves a presented token to its account, or refuses it.
+    /// Resolves a presented token or API key to its account, or refuses it.
     pub async fn authenticate(&self, token: &str) -> Result<Caller, ServiceError> {
         let unknown = || DomainError::Unauthenticated("X-Auth-Token is unknown".to_owned());
-        if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
+        let is_key = token.starts_with(API_KEY_PREFIX);
+        if !(is_key || token.starts_with(TOKEN_PREFIX)) || token.len() > 128 {
             return Err(unknown().into());
         }
         let now = now_millis();
@@ -160,6 +162,18 @@ impl Accounts {
                 return Ok(hit.caller);
             }
             self.cache.remove(&key);
+        }
+        if is_key {
+            let caller = self.store.api_key_caller(&key).await?.ok_or_else(unknown)?;
+            self.cache.insert(
+                key,
+                CachedCaller {
+                    caller: caller.clone(),
+                    expires_at_ms: i64::MAX,
+                    cached_until_ms: now + TOKEN_CACHE_TTL_MS,
+                },
+            );
+            return Ok(caller);
         }
         let grant = self.store.token(&key).await?.ok_or_else(unknown)?;
         if grant.expires_at <= now {
@@ -178,6 +192,69 @@ impl Accounts {
             },
         );
         Ok(caller)
+    }
+}
+
+impl Accounts {
+    /// Creates an API key for the caller: shown once in the answer, stored as its SHA-256.
+    pub async fn create_api_key(
+        &self,
+        caller: &Caller,
+        req: &ApiKeyRequest,
+    ) -> Result<NewApiKey, ServiceError> {
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).map_err(|e| ServiceError::Internal(format!("rng: {e}")))?;
+        let api_key = format!(
+            "{API_KEY_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+        );
+        let stored = StoredApiKey {
+            id: new_id("key_"),
+            account_id: caller.account_id.to_string(),
+            name: req.name.clone(),
+            key_sha256: hash_token(&api_key),
+            key_prefix: api_key.chars().take(API_KEY_PREFIX.len() + 6).collect(),
+            created_at: now_millis(),
+        };
+        if !self.store.insert_api_key(&stored, MAX_API_KEYS).await? {
+            return Err(DomainError::Conflict(format!(
+                "an account may have at most {MAX_API_KEYS} API keys; delete one first"
+            ))
+            .into());
+        }
+        Ok(NewApiKey {
+            key_id: stored.id,
+            name: stored.name,
+            api_key,
+            created_at: to_rfc3339(from_millis(stored.created_at)),
+        })
+    }
+
+    pub async fn api_keys(&self, caller: &Caller) -> Result<Vec<ApiKeyView>, ServiceError> {
+        Ok(self
+            .store
+            .api_keys(caller.account_id.as_str())
+            .await?
+            .into_iter()
+            .map(|k| ApiKeyView {
+                key_id: k.id,
+                name: k.name,
+                key_prefix: k.key_prefix,
+                created_at: to_rfc3339(from_millis(k.created_at)),
+            })
+            .collect())
+    }
+
+    /// Deletes one of the caller's API keys; it stops working at once on this server (other
+    /// servers of a deployment trust their 30 s cache of it until it runs out).
+    pub async fn delete_api_key(&self, caller: &Caller, key_id: &str) -> Result<(), ServiceError> {
+        let hash = self
+            .store
+            .delete_api_key(caller.account_id.as_str(), key_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(format!("no API key '{key_id}'")))?;
+        self.cache.remove(&hash);
+        Ok(())
     }
 }
 

@@ -20,6 +20,7 @@ pub mod ops;
 pub mod plugins;
 pub mod policies;
 pub mod provider;
+pub mod subscriptions;
 pub mod supply;
 pub mod trading;
 
@@ -41,6 +42,10 @@ pub enum ServiceError {
     /// changed.
     #[error("{0}")]
     PluginFailed(String),
+    /// The upstream of a subscribed model or application failed (`timed_out`: it did not
+    /// answer in time); the message carries its status. Nothing was charged.
+    #[error("{message}")]
+    Upstream { timed_out: bool, message: String },
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -91,6 +96,7 @@ pub struct Services {
     pub identifiers: identifiers::Identifiers,
     pub notifications: notifications::Notifications,
     pub gateway: gateway::Gateway,
+    pub subscriptions: subscriptions::Subscriptions,
 }
 
 /// A page parameter of a listing: a whole number in `min..=max`, or `default` when not given.

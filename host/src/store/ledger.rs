@@ -163,7 +163,16 @@ impl Store {
                   WHERE c.status <> 'settled') \
                + (SELECT COUNT(*) FROM ledger_transactions t WHERE t.kind = 'settlement' \
                   AND NOT EXISTS (SELECT 1 FROM settlements s \
-                                  WHERE s.ledger_transaction_id = t.id)) AS incomplete",
+                                  WHERE s.ledger_transaction_id = t.id)) AS incomplete, \
+               CAST((CASE WHEN (SELECT COALESCE(SUM(balance), 0) FROM ledger_balances \
+                           WHERE account = 'system:holds') \
+                        = (SELECT COALESCE(SUM(hold_minor), 0) FROM subscription_charges \
+                           WHERE status = 'held') THEN 0 ELSE 1 END) \
+               + (CASE WHEN (SELECT COALESCE(SUM(balance), 0) FROM ledger_balances \
+                           WHERE account = 'system:subscriptions') \
+                        = (SELECT COALESCE(SUM(amount_minor), 0) FROM subscription_charges \
+                           WHERE status = 'charged' AND payout_id IS NULL) THEN 0 ELSE 1 END) AS BIGINT) \
+                 AS subscription_mismatches",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -174,6 +183,7 @@ impl Store {
             balance_mismatches: row.try_get("mismatched")?,
             negative_balances: row.try_get("negative")?,
             incomplete_settlements: row.try_get("incomplete")?,
+            subscription_mismatches: row.try_get("subscription_mismatches")?,
             balanced: false,
         };
         Ok(LedgerAudit {
@@ -181,7 +191,8 @@ impl Store {
                 && audit.unbalanced_transactions == 0
                 && audit.balance_mismatches == 0
                 && audit.negative_balances == 0
-                && audit.incomplete_settlements == 0,
+                && audit.incomplete_settlements == 0
+                && audit.subscription_mismatches == 0,
             ..audit
         })
     }

@@ -13,6 +13,7 @@ pub mod plugins;
 pub mod policies;
 pub mod provider;
 pub mod resources;
+pub mod subscriptions;
 pub mod trading;
 
 use std::str::FromStr;

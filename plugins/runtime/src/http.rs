@@ -172,6 +172,10 @@ impl HttpGuard {
             .and_then(|o| o.connect_timeout)
             .unwrap_or(CONNECT_TIMEOUT)
             .min(CONNECT_TIMEOUT);
+        // The head of the response must come within the guest's first-byte timeout (the
+        // plugin's own time limit bounds it otherwise): an upstream that never answers is a
+        // `connection-read-timeout` the adapter can report, not a trapped plugin.
+        let first_byte_timeout = options.and_then(|o| o.first_byte_timeout);
         let mut addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => {
@@ -238,9 +242,9 @@ impl HttpGuard {
                 .await
                 .map_err(|_| HttpError::ConnectionTimeout)?
                 .map_err(HttpError::Tls)?;
-            send_on(tls, req, connect_timeout).await
+            send_on(tls, req, connect_timeout, first_byte_timeout).await
         } else {
-            send_on(stream, req, connect_timeout).await
+            send_on(stream, req, connect_timeout, first_byte_timeout).await
         }
     }
 }
@@ -252,6 +256,7 @@ async fn send_on<S>(
     stream: S,
     req: http::Request<WasiBody>,
     connect_timeout: Duration,
+    first_byte_timeout: Option<Duration>,
 ) -> Result<
     (
         http::Response<WasiBody>,
@@ -271,7 +276,7 @@ where
     let send = sender.send_request(req);
     let mut send = pin!(send);
     let mut conn = Some(conn);
-    let res = poll_fn(|cx| match send.as_mut().poll(cx) {
+    let head = poll_fn(|cx| match send.as_mut().poll(cx) {
         Poll::Ready(r) => Poll::Ready(r.map_err(HttpError::from)),
         Poll::Pending => {
             let Some(fut) = conn.as_mut() else {
@@ -284,8 +289,13 @@ where
                 Err(e) => Poll::Ready(Err(HttpError::from(e))),
             }
         }
-    })
-    .await?;
+    });
+    let res = match first_byte_timeout {
+        Some(limit) => tokio::time::timeout(limit, head)
+            .await
+            .map_err(|_| HttpError::ConnectionReadTimeout)??,
+        None => head.await?,
+    };
     let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(async move {
         match conn {
             Some(c) => c.await.map_err(HttpError::from),

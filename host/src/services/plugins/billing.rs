@@ -96,6 +96,25 @@ impl PluginHost {
         });
     }
 
+    /// Plugin `id` of `kind`, installed, enabled and loaded; else why not.
+    pub fn pick_one(
+        &self,
+        registry: &super::Registry,
+        kind: PluginKind,
+        id: &str,
+    ) -> Result<LoadedPlugin, String> {
+        let plugin = self
+            .pick(registry, kind, Some(id))?
+            .ok_or_else(|| format!("{kind} plugin '{id}' is not installed"))?;
+        if plugin.kind() != kind {
+            return Err(format!(
+                "plugin '{id}' is a {} plugin, not a {kind} plugin",
+                plugin.kind()
+            ));
+        }
+        Ok(plugin)
+    }
+
     /// The plugin a kind's call goes to: `chosen` when given, else the kind's default.
     /// `Ok(None)`: nothing chosen and no default.
     pub fn pick(
@@ -142,7 +161,7 @@ fn resource_kind(request: &ChargeRequest<'_>) -> ResourceKind {
 
 /// The plugin's own error, prefixed with its case unless the plugin already said it (the SDK's
 /// helpers do).
-fn plugin_error_text(e: &PluginBillingError) -> String {
+pub(crate) fn plugin_error_text(e: &PluginBillingError) -> String {
     let (case, message) = match e {
         PluginBillingError::InvalidConfig(m) => ("invalid config", m),
         PluginBillingError::InvalidInput(m) => ("invalid input", m),

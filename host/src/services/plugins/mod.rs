@@ -9,6 +9,7 @@
 //! when it starts and finishes on the plugin versions it holds, while an install or an
 //! activation swaps in a new snapshot for later calls — no restart, no call cut short.
 
+pub mod adapter;
 pub mod admin;
 pub mod audit;
 pub mod billing;
