@@ -598,7 +598,11 @@ async fn failures_charge_nothing(backend: Backend) {
     let upstream = Upstream::start().await;
     let port = upstream.addr.port();
     let app = TestApp::spawn_with(backend, |c| {
-        for id in ["openai-chat", "fixture-ungranted-host"] {
+        for id in [
+            "openai-chat",
+            "fixture-ungranted-host",
+            "fixture-adapter-faults",
+        ] {
             c.plugins.grants.insert(
                 id.into(),
                 liutong::config::PluginGrant {
@@ -685,6 +689,49 @@ async fn failures_charge_nothing(backend: Backend) {
         r.error_msg()
     );
     assert_eq!(minor(app.balance(&carol).await), 500);
+
+    // An adapter that traps, and one that never returns (stopped by its 1 s wall-time limit):
+    // 502 naming it, nothing charged, nothing reached the upstream, the server healthy.
+    app.installed("fixtures/fixture-adapter-faults").await;
+    let calls_before = upstream.calls();
+    for mode in ["trap", "loop"] {
+        let faulty = publish(Some("fixture-adapter-faults"), json!({"mode": mode}))
+            .await
+            .ok()["publishId"]
+            .as_str()
+            .expect("publishId")
+            .to_owned();
+        let license = app
+            .post(
+                "/v1/model/subscribe",
+                Some(&carol),
+                &json!({"subscribeId": "carol", "publishId": faulty, "billingType": "metered",
+                        "billingMethod": "calls"}),
+            )
+            .await
+            .ok()["licenses"]
+            .clone();
+        let r = call_model(&app, &carol, &upstream.api(), &license, "hi").await;
+        r.expect_error(502, "PLUGIN_FAILED");
+        assert!(
+            r.error_msg().contains("fixture-adapter-faults"),
+            "{mode}: {}",
+            r.error_msg()
+        );
+        assert_eq!(minor(app.balance(&carol).await), 500, "{mode}");
+        let order_id = license["orderId"].as_str().expect("orderId");
+        let records = usage(&app, &carol, order_id).await;
+        assert!(
+            records["usage"]
+                .as_array()
+                .expect("usage")
+                .iter()
+                .all(|u| u["chargeMinor"] == 0),
+            "{mode}: {records}"
+        );
+    }
+    assert_eq!(upstream.calls(), calls_before);
+    app.get("/healthz", None, &[]).await.ok();
 
     // A billing plugin that traps in charge-usage: 502 naming it, before the upstream.
     app.installed("fixtures/fixture-trap").await;
