@@ -1,7 +1,7 @@
 //! Billing calls: `rule.charge-trade` and `rule.charge-usage`.
 
 use semver::Version;
-use wasmtime::component::{ComponentExportIndex, InstancePre};
+use wasmtime::component::{ComponentExportIndex, InstancePre, Lower};
 
 use crate::billing::{BillingError, Charge, Trade, Usage};
 use crate::bindings::billing::v0_1_0::liutong::billing::types as v0_1_0;
@@ -64,38 +64,7 @@ impl LoadedPlugin {
         &self,
         trade: Trade,
     ) -> Result<Call<Result<Charge, BillingError>>, PluginError> {
-        let pre = self.billing_pre()?;
-        let mut session = Session::open(&self.inner.session)
-            .await
-            .map_err(|f| self.failed(f))?;
-        let outcome = session
-            .run(async |store| match pre {
-                BillingPre::V0_1_0(v) => {
-                    let instance = v
-                        .pre
-                        .instantiate_async(&mut *store)
-                        .await
-                        .map_err(|e| (Phase::Instantiate, e))?;
-                    // SAFETY: `charge_trade` was checked as this signature by `BillingPre::new`.
-                    let func = unsafe {
-                        typed_func::<(&v0_1_0::Trade,), ChargeResult>(
-                            store,
-                            &instance,
-                            &v.charge_trade,
-                        )
-                    }
-                    .map_err(|e| (Phase::Instantiate, e))?;
-                    let (charge,) = func
-                        .call_async(store, (&trade,))
-                        .await
-                        .map_err(|e| (Phase::Call, e))?;
-                    Ok(charge)
-                }
-            })
-            .await;
-        let call = session.finish(outcome).map_err(|f| self.failed(f))?;
-        self.check_charge(&call.value)?;
-        Ok(call)
+        self.call_rule(&trade, |v| &v.charge_trade).await
     }
 
     /// `rule.charge-usage`.
@@ -103,6 +72,19 @@ impl LoadedPlugin {
         &self,
         usage: Usage,
     ) -> Result<Call<Result<Charge, BillingError>>, PluginError> {
+        self.call_rule(&usage, |v| &v.charge_usage).await
+    }
+
+    /// One call of a `rule` function taking `arg` and answering a charge: a fresh store and
+    /// instance, the export found by the index checked at load, the result checked.
+    async fn call_rule<A>(
+        &self,
+        arg: &A,
+        export: fn(&BillingV0_1_0) -> &ComponentExportIndex,
+    ) -> Result<Call<Result<Charge, BillingError>>, PluginError>
+    where
+        A: Lower + Sync,
+    {
         let pre = self.billing_pre()?;
         let mut session = Session::open(&self.inner.session)
             .await
@@ -115,17 +97,14 @@ impl LoadedPlugin {
                         .instantiate_async(&mut *store)
                         .await
                         .map_err(|e| (Phase::Instantiate, e))?;
-                    // SAFETY: `charge_usage` was checked as this signature by `BillingPre::new`.
-                    let func = unsafe {
-                        typed_func::<(&v0_1_0::Usage,), ChargeResult>(
-                            store,
-                            &instance,
-                            &v.charge_usage,
-                        )
-                    }
-                    .map_err(|e| (Phase::Instantiate, e))?;
+                    // SAFETY: `BillingPre::new` checked both `rule` exports as taking their
+                    // argument type and returning `ChargeResult`, and callers pass the index
+                    // together with the argument of that export.
+                    let func =
+                        unsafe { typed_func::<(&A,), ChargeResult>(store, &instance, export(v)) }
+                            .map_err(|e| (Phase::Instantiate, e))?;
                     let (charge,) = func
-                        .call_async(store, (&usage,))
+                        .call_async(store, (arg,))
                         .await
                         .map_err(|e| (Phase::Call, e))?;
                     Ok(charge)
