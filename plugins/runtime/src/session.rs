@@ -191,7 +191,7 @@ pub(crate) struct Session {
     refusal: Arc<Mutex<Option<HttpRefusal>>>,
     limits: EffectiveLimits,
     started: Instant,
-    _slot: OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
 }
 
 /// How a call ended before it became a [`Call`]: a wasmtime error tagged with its phase, or
@@ -250,7 +250,7 @@ impl Session {
             refusal,
             limits,
             started: Instant::now(),
-            _slot: slot,
+            slot,
         })
     }
 
@@ -275,29 +275,48 @@ impl Session {
         let fuel_used = limits
             .fuel
             .map(|f| f.saturating_sub(self.store.get_fuel().unwrap_or(0)));
-        let (phase, err) = match outcome {
-            Ok(Ok(value)) => {
-                return Ok(Call {
-                    value,
-                    fuel_used,
-                    duration,
-                });
+        let result = match outcome {
+            Ok(Ok(value)) => Ok(Call {
+                value,
+                fuel_used,
+                duration,
+            }),
+            Err(_) => Err(PluginFailure::Timeout {
+                limit: limits.timeout,
+            }),
+            Ok(Err((phase, err))) => {
+                let evidence = Evidence {
+                    fuel_limit: limits.fuel,
+                    timeout: limits.timeout,
+                    memory_limit: limits.memory_bytes,
+                    memory_refused: self.store.data().limiter.memory_refused,
+                    refusal: self.refusal(),
+                    stderr: self.store.data().stderr(),
+                };
+                Err(classify(phase, &err, evidence))
             }
-            Err(_) => {
-                return Err(PluginFailure::Timeout {
-                    limit: limits.timeout,
-                });
-            }
-            Ok(Err(e)) => e,
         };
-        let evidence = Evidence {
-            fuel_limit: limits.fuel,
-            timeout: limits.timeout,
-            memory_limit: limits.memory_bytes,
-            memory_refused: self.store.data().limiter.memory_refused,
-            refusal: self.refusal(),
-            stderr: self.store.data().stderr(),
-        };
-        Err(classify(phase, &err, evidence))
+        release(self.store, self.slot);
+        result
+    }
+}
+
+/// Drops a used store, and only then frees its slot, off the caller's path when there is a
+/// runtime to do it on. Dropping the store deallocates its instance, and with the pooling
+/// allocator that resets the slot's memory and tables (a page-map scan and a copy of the dirty
+/// pages): work the call's answer need not wait for. The slot's permit goes with the store, so
+/// `max_concurrent_instances` still bounds the slots in use, resets included.
+fn release(store: Store<CallState>, slot: OwnedSemaphorePermit) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move {
+                drop(store);
+                drop(slot);
+            });
+        }
+        Err(_) => {
+            drop(store);
+            drop(slot);
+        }
     }
 }
