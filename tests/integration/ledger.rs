@@ -197,6 +197,7 @@ async fn world(app: &TestApp) -> World {
                 object_key: format!("{registration}/up"),
                 size: 1,
                 sha256: "00".into(),
+                blake3: None,
                 uploaded_at: now_millis(),
             })
             .await

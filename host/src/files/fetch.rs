@@ -7,10 +7,9 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{ByteStream, CHUNK, verified};
+use super::{ByteStream, CHUNK, Expected, Hashing, verified};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -35,6 +34,7 @@ pub fn is_fetchable(url: &str) -> bool {
 pub struct Spooled {
     pub size: u64,
     pub sha256: String,
+    blake3: String,
     path: tempfile::TempPath,
 }
 
@@ -47,7 +47,7 @@ impl Spooled {
         Ok(verified(
             inner,
             self.size,
-            self.sha256,
+            Expected::Blake3(self.blake3),
             Some(Box::new(self.path)),
         ))
     }
@@ -92,19 +92,19 @@ impl Fetcher {
             .map_err(FetchError::Spool)?
             .into_parts();
         let mut out = tokio::io::BufWriter::with_capacity(CHUNK, tokio::fs::File::from_std(file));
-        let mut hasher = Sha256::new();
-        let mut size: u64 = 0;
+        let mut hasher = Hashing::default();
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| FetchError::Request(e.without_url().to_string()))?;
             hasher.update(&chunk);
-            size += chunk.len() as u64;
             out.write_all(&chunk).await.map_err(FetchError::Spool)?;
         }
         out.flush().await.map_err(FetchError::Spool)?;
+        let stored = hasher.finish();
         Ok(Spooled {
-            size,
-            sha256: hex::encode(hasher.finalize()),
+            size: stored.size,
+            sha256: stored.sha256,
+            blake3: stored.blake3,
             path,
         })
     }

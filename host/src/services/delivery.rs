@@ -23,7 +23,7 @@ use crate::domain::trading::{
 };
 use crate::domain::{CONTROLLED_REGISTRATION_ID, Caller, DomainError, new_id};
 use crate::files::fetch::{FetchError, Fetcher, is_fetchable};
-use crate::files::{ByteStream, Files, FilesError, read_to_vec, verified};
+use crate::files::{ByteStream, Expected, Files, FilesError, read_to_vec, verified};
 use crate::store::Store;
 use crate::store::delivery::{ResourceFile, SealedKey};
 
@@ -210,6 +210,7 @@ impl Delivery {
                 object_key: key.clone(),
                 size,
                 sha256: stored.sha256.clone(),
+                blake3: Some(stored.blake3.clone()),
                 uploaded_at: now_millis(),
             })
             .await
@@ -328,7 +329,12 @@ impl Delivery {
             return Ok(Source {
                 size,
                 sha256: file.sha256.clone(),
-                stream: verified(stream, size, file.sha256, None),
+                stream: verified(
+                    stream,
+                    size,
+                    Expected::best(&file.sha256, file.blake3.as_deref()),
+                    None,
+                ),
                 origin: "upload",
             });
         }

@@ -331,7 +331,7 @@ impl Provider {
             stream: crate::files::verified(
                 stream,
                 u64::try_from(doc.size).unwrap_or_default(),
-                doc.sha256,
+                crate::files::Expected::Sha256(doc.sha256),
                 None,
             ),
         })

@@ -12,6 +12,8 @@ pub struct ResourceFile {
     pub object_key: String,
     pub size: i64,
     pub sha256: String,
+    /// Recorded since migration 0010; older uploads have none and are checked by SHA-256.
+    pub blake3: Option<String>,
     pub uploaded_at: i64,
 }
 
@@ -104,7 +106,7 @@ impl Store {
         resource_id: &str,
     ) -> Result<Option<ResourceFile>, StoreError> {
         let row = sqlx::query(
-            "SELECT resource_id, object_key, size, sha256, uploaded_at \
+            "SELECT resource_id, object_key, size, sha256, blake3, uploaded_at \
              FROM resource_files WHERE resource_id = $1",
         )
         .bind(resource_id)
@@ -116,6 +118,7 @@ impl Store {
             object_key: row.try_get("object_key")?,
             size: row.try_get("size")?,
             sha256: row.try_get("sha256")?,
+            blake3: row.try_get("blake3")?,
             uploaded_at: row.try_get("uploaded_at")?,
         }))
     }
@@ -131,16 +134,19 @@ impl Store {
                 .map(|r| r.try_get("object_key"))
                 .transpose()?;
         sqlx::query(
-            "INSERT INTO resource_files (resource_id, object_key, size, sha256, uploaded_at) \
-             VALUES ($1, $2, $3, $4, $5) \
+            "INSERT INTO resource_files \
+               (resource_id, object_key, size, sha256, blake3, uploaded_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (resource_id) DO UPDATE \
                SET object_key = excluded.object_key, size = excluded.size, \
-                   sha256 = excluded.sha256, uploaded_at = excluded.uploaded_at",
+                   sha256 = excluded.sha256, blake3 = excluded.blake3, \
+                   uploaded_at = excluded.uploaded_at",
         )
         .bind(&f.resource_id)
         .bind(&f.object_key)
         .bind(f.size)
         .bind(&f.sha256)
+        .bind(&f.blake3)
         .bind(f.uploaded_at)
         .execute(&mut *tx)
         .await?;
