@@ -173,7 +173,14 @@ impl Gateway {
             }
             .into());
         }
-        let items = value["identifiers"].as_array().cloned().unwrap_or_default();
+        // Taken out, not cloned: a batch is up to 500 objects.
+        let items = match value {
+            Value::Object(mut map) => match map.remove("identifiers") {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
         if items.len() > MAX_BATCH {
             return Err(DomainError::TooLarge(format!(
                 "a batch carries at most {MAX_BATCH} identifiers"
@@ -181,7 +188,8 @@ impl Gateway {
             .into());
         }
         let mut rejected = Vec::new();
-        let mut checked: Vec<(usize, Observation)> = Vec::with_capacity(items.len());
+        let mut indices: Vec<usize> = Vec::with_capacity(items.len());
+        let mut observations: Vec<Observation> = Vec::with_capacity(items.len());
         for (index, item) in items.into_iter().enumerate() {
             let at = |path: &str| format!("/identifiers/{index}{path}");
             let violations = self.schemas.validate(IDENTIFIER_SCHEMA, &item);
@@ -208,7 +216,10 @@ impl Gateway {
                 }
             };
             match identifier.check(&key.enterprise_id) {
-                Ok(o) => checked.push((index, o)),
+                Ok(o) => {
+                    indices.push(index);
+                    observations.push(o);
+                }
                 Err((field, reason, message)) => rejected.push(Rejected {
                     index,
                     path: at(field),
@@ -217,7 +228,6 @@ impl Gateway {
                 }),
             }
         }
-        let observations: Vec<Observation> = checked.iter().map(|(_, o)| o.clone()).collect();
         let stored = self
             .store
             .ingest_observations(&observations, key_id.trim(), now_millis())
@@ -225,7 +235,7 @@ impl Gateway {
         let mut accepted = 0;
         let mut duplicates = 0;
         let mut counted = HashSet::new();
-        for (index, o) in checked {
+        for (index, o) in indices.into_iter().zip(observations) {
             let path = format!("/identifiers/{index}/code");
             if stored.unknown.contains(&o.code) {
                 rejected.push(Rejected {

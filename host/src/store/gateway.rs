@@ -7,7 +7,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::matching::placeholders;
-use super::{Constraint, Store, StoreError};
+use super::{Backend, Constraint, Store, StoreError};
 use crate::domain::AccountId;
 use crate::domain::gateway::{
     Capacity, Group, GroupBy, IdentifierFilter, IdentifierState, Observation, StateFilter,
@@ -123,10 +123,23 @@ fn bind_observation<'q>(
         .bind(received_at)
 }
 
-/// `(…), (…)` for `rows` rows of `width` parameters.
-fn value_rows(rows: usize, width: usize) -> String {
+/// `count` parameters from the first. SQLite gets anonymous `?`s: it looks a `$N` up by name in
+/// a list, one by one, which makes binding a statement of thousands of them quadratic (most of
+/// a batch's time, measured); PostgreSQL numbers them.
+fn marks(backend: Backend, count: usize) -> String {
+    match backend {
+        Backend::Sqlite => vec!["?"; count].join(", "),
+        Backend::Postgres => placeholders(1, count),
+    }
+}
+
+/// `(…), (…)` for `rows` rows of `width` parameters, numbered from 1.
+fn value_rows(backend: Backend, rows: usize, width: usize) -> String {
     (0..rows)
-        .map(|r| format!("({})", placeholders(r * width + 1, width)))
+        .map(|r| match backend {
+            Backend::Sqlite => format!("({})", vec!["?"; width].join(", ")),
+            Backend::Postgres => format!("({})", placeholders(r * width + 1, width)),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -275,7 +288,7 @@ impl Store {
                 "SELECT a.code, g.deactivated_at FROM identifier_applications a \
                  LEFT JOIN gateway_identifiers g ON g.code = a.code \
                  WHERE a.code IN ({})",
-                placeholders(1, chunk.len())
+                marks(self.backend, chunk.len())
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for code in chunk {
@@ -305,7 +318,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO gateway_observations ({OBSERVATION_COLUMNS}, key_id) VALUES {} \
                  ON CONFLICT (code, observed_at) DO NOTHING RETURNING code, observed_at",
-                value_rows(chunk.len(), ROW_WIDTH)
+                value_rows(self.backend, chunk.len(), ROW_WIDTH)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for o in chunk {
@@ -344,7 +357,7 @@ impl Store {
                    bandwidth_mbps = excluded.bandwidth_mbps, status = excluded.status, \
                    unit_price = excluded.unit_price, received_at = excluded.received_at \
                  WHERE excluded.observed_at > gateway_identifiers.observed_at",
-                value_rows(chunk.len(), ROW_WIDTH - 1)
+                value_rows(self.backend, chunk.len(), ROW_WIDTH - 1)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for o in chunk {
