@@ -65,10 +65,10 @@ CREATE TABLE gateway_identifiers (
     deactivated_at INTEGER,
     deactivated_by TEXT REFERENCES accounts (id)
 );
--- Listings are newest observation first, filtered by enterprise, province or city (the
--- selective filters get their own index; type, class and status are few-valued and filter
--- along the time index).
+-- Listings are newest observation first (observed_at, then code), filtered by enterprise,
+-- province or city: each of those gets an index in listing order, so a page is read off an
+-- index without sorting; type, class and status are few-valued and filter along the time index.
 CREATE INDEX gateway_identifiers_observed_idx ON gateway_identifiers (observed_at, code);
-CREATE INDEX gateway_identifiers_enterprise_idx ON gateway_identifiers (enterprise_id, observed_at);
-CREATE INDEX gateway_identifiers_province_idx ON gateway_identifiers (province, observed_at);
-CREATE INDEX gateway_identifiers_city_idx ON gateway_identifiers (city, observed_at);
+CREATE INDEX gateway_identifiers_enterprise_idx ON gateway_identifiers (enterprise_id, observed_at, code);
+CREATE INDEX gateway_identifiers_province_idx ON gateway_identifiers (province, observed_at, code);
+CREATE INDEX gateway_identifiers_city_idx ON gateway_identifiers (city, observed_at, code);
