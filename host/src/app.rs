@@ -164,7 +164,7 @@ impl App {
             provider,
             identifiers: Identifiers::new(store.clone(), notifications.clone()),
             notifications: notifications.clone(),
-            gateway: Gateway::new()?,
+            gateway: Gateway::new(store.clone(), schemas.clone())?,
             subscriptions,
         };
         let state = AppState {
@@ -214,7 +214,7 @@ impl App {
     }
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for Ctrl-C");

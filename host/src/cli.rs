@@ -90,6 +90,35 @@ pub enum Command {
         #[command(subcommand)]
         command: plugin::PluginCommand,
     },
+    /// The identifier gateway on the enterprise side: collect from the provider's
+    /// cloud-management API, map, validate, forward signed batches to the platform (see
+    /// docs/provider-access.md §3).
+    Gateway {
+        #[command(subcommand)]
+        command: GatewayCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Collect and forward every poll_interval_secs until SIGTERM or Ctrl-C.
+    Run {
+        /// The gateway's TOML configuration file (platform, key, source, mapping).
+        file: PathBuf,
+        /// One cycle: collect once, forward the backlog, exit (non-zero if forwarding failed;
+        /// the backlog is kept for the next run).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Check a configuration file and its mapping without collecting anything.
+    Check { file: PathBuf },
+    /// Create an Ed25519 key (PKCS#8 PEM, mode 0600) and print the public key to register
+    /// with PUT /v1/provider/gateway-key.
+    Keygen {
+        /// Where to write the private key; refuses to overwrite.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -244,6 +273,48 @@ impl Cli {
                 Ok(())
             }
             Command::Plugin { command } => plugin::run(command, &config).await,
+            Command::Gateway { command } => run_gateway(command).await,
+        }
+    }
+}
+
+async fn run_gateway(command: GatewayCommand) -> anyhow::Result<()> {
+    use crate::services::gateway_agent::{Agent, keygen};
+    let formats = [(
+        crate::domain::provider::CREDIT_CODE_FORMAT,
+        crate::domain::provider::is_credit_code as fn(&str) -> bool,
+    )];
+    match command {
+        GatewayCommand::Keygen { out } => {
+            let (public_key, key_id) = keygen(&out)?;
+            println!("wrote {}", out.display());
+            println!("key id {key_id}");
+            println!("public key {public_key}");
+            Ok(())
+        }
+        GatewayCommand::Check { file } => {
+            let key_id = Agent::check(&file)?;
+            println!("{}: valid; signing key {key_id}", file.display());
+            Ok(())
+        }
+        GatewayCommand::Run { file, once } => {
+            let mut agent = Agent::load(&file, &formats)?;
+            tracing::info!(key_id = agent.key_id(), "gateway started");
+            let report = agent.run(once, crate::app::shutdown_signal()).await?;
+            if once {
+                println!(
+                    "collected {} queued {} rejected {} forwarded {} accepted {} duplicates {} \
+                     refused {}",
+                    report.collected,
+                    report.queued,
+                    report.rejected,
+                    report.forwarded,
+                    report.accepted,
+                    report.duplicates,
+                    report.refused_by_platform
+                );
+            }
+            Ok(())
         }
     }
 }

@@ -13,6 +13,7 @@ mod docs;
 mod envelope;
 mod fuzz;
 mod gateway;
+mod gateway_e2e;
 mod identifiers;
 mod layers;
 mod ledger;

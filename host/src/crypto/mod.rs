@@ -6,7 +6,10 @@
 //!   documents.
 //! - `sealing`: age recipients and identities: checking a provider's public key, opening a
 //!   delivery key deposited sealed to the escrow recipient, re-encrypting it to a buyer.
+//! - `batch`: the Ed25519 signatures of identifier gateway batches (an enterprise's key, not
+//!   the operator's): signing on the gateway, verifying on the platform.
 
+pub mod batch;
 pub mod jcs;
 pub mod keyring;
 pub mod sealing;

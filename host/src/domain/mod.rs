@@ -7,6 +7,7 @@ pub mod billing;
 pub mod delivery;
 pub mod demand;
 pub mod gateway;
+pub mod gateway_mapping;
 pub mod identifiers;
 pub mod ids;
 pub mod ledger;

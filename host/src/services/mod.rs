@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod delivery;
 pub mod demand;
 pub mod gateway;
+pub mod gateway_agent;
 pub mod identifiers;
 pub mod keys;
 pub mod ledger;

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod delivery;
 pub mod demands;
+pub mod gateway;
 pub mod identifiers;
 pub mod ledger;
 pub mod matching;

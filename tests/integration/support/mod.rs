@@ -272,14 +272,21 @@ impl TestApp {
         self.addr = addr;
     }
 
-    /// Stops the server and starts a new one on the same database, keys and files (with
-    /// `config`, which may differ): what an operator's restart does.
-    pub async fn restart_with(&mut self, config: Config) {
+    /// Stops the in-process server: its port stops answering until `restart_with` (which may
+    /// bind the same `listen` address again).
+    pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        // Give the old server a moment to finish; the new one binds a fresh port anyway.
+        // Give the old server a moment to finish; it releases its port when it stops
+        // accepting.
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    /// Stops the server and starts a new one on the same database, keys and files (with
+    /// `config`, which may differ): what an operator's restart does.
+    pub async fn restart_with(&mut self, config: Config) {
+        self.stop().await;
         let app = App::build(config.clone()).await.expect("app rebuilds");
         self.addr = app.local_addr().expect("bound address");
         self.store = app.store();
