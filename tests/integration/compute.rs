@@ -21,6 +21,14 @@ const CREDENTIAL_ENV: &str = "CARGO_PKG_NAME";
 /// A server whose `aws-compute` plugin may reach moto, with the secrets it names, and a
 /// worker that polls and retries quickly.
 async fn compute_app(backend: Backend, moto: &Moto) -> TestApp {
+    compute_app_with(backend, moto, |_| {}).await
+}
+
+async fn compute_app_with(
+    backend: Backend,
+    moto: &Moto,
+    adjust: impl FnOnce(&mut liutong::config::Config),
+) -> TestApp {
     assert!(
         std::env::var(CREDENTIAL_ENV).is_ok_and(|v| !v.contains('/')),
         "run the tests with cargo: it sets {CREDENTIAL_ENV}"
@@ -43,6 +51,7 @@ async fn compute_app(backend: Backend, moto: &Moto) -> TestApp {
         c.compute.retry_initial_ms = 200;
         c.compute.retry_max_ms = 1_000;
         c.compute.max_attempts = 100;
+        adjust(c);
     })
     .await;
     app.installed("provider-aws-compute").await;
@@ -551,6 +560,76 @@ async fn kill_during_provisioning(backend: Backend) {
     assert_eq!(v["providerResourceId"], instances[0]["id"]);
 }
 
+/// Prepaid: a balance that covers only the first period. When the next one starts the resource
+/// is stopped (the balance never goes negative), and reclaimed once the grace period passes;
+/// the period used is charged, the provider paid.
+async fn an_exhausted_balance_stops_then_reclaims(backend: Backend) {
+    let moto = Moto::start();
+    let app = compute_app_with(backend, &moto, |c| {
+        c.compute.hour_ms = 3_000;
+        c.compute.grace_period_ms = 3_000;
+    })
+    .await;
+    let (provider, _) = certified(&app, "cloudco").await;
+    let carol = app.user("carol").await;
+    app.credit("carol", 2.0, "c-1").await.ok();
+    let host = offering(
+        &app,
+        &provider,
+        "cloud_host",
+        json!({"instanceType": "t3.micro", "imageId": IMAGE}),
+        "aws-compute",
+        aws_config(&moto),
+    )
+    .await;
+    // 2.00 covers one period of 1.50, not two.
+    let id = order(&app, &carol, &host, "k-1").await.ok()["orderId"]
+        .as_str()
+        .expect("orderId")
+        .to_owned();
+    wait_for(&app, &carol, &id, "ACTIVE").await;
+    let started = Instant::now();
+    let v = loop {
+        let v = app
+            .get(&format!("/v1/compute/orders/{id}"), Some(&carol), &[])
+            .await
+            .ok()
+            .clone();
+        // Suspension is written first, then the provider stops the resource.
+        if (v["suspended"] == true && v["resourceState"] == "stopped") || v["state"] != "ACTIVE" {
+            break v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never suspended: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(v["state"], "ACTIVE", "{v}");
+    assert_eq!(v["resourceState"], "stopped", "{v}");
+    // Starting it again needs the money first.
+    app.post(
+        &format!("/v1/compute/orders/{id}/actions"),
+        Some(&carol),
+        &json!({"action": "start"}),
+    )
+    .await
+    .expect_error(402, "PAYMENT_REQUIRED");
+    assert_eq!(app.balance(&carol).await, 0.5);
+
+    let v = wait_for(&app, &carol, &id, "RECLAIMED").await;
+    assert_eq!(v["charged"], 1.5, "{v}");
+    assert_eq!(app.balance(&carol).await, 0.5);
+    assert_eq!(app.balance(&provider).await, 1.5);
+    let inv = inventory(&moto);
+    assert_eq!(inv["instances"][0]["state"], "terminated", "{inv}");
+    let operator = app.operator().await;
+    let audit = app
+        .get("/v1/admin/ledger/audit", Some(&operator), &[])
+        .await;
+    assert_eq!(audit.ok()["balanced"], true, "{}", audit.ok());
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -577,4 +656,5 @@ on_both!(
     provisioning_retries_until_the_provider_is_back,
     a_provider_plugin_that_traps_or_loops_fails_the_order,
     kill_during_provisioning,
+    an_exhausted_balance_stops_then_reclaims,
 );
