@@ -95,7 +95,8 @@ ec2 = boto3.client("ec2", **kw)
 instances = [
     {"id": i["InstanceId"], "state": i["State"]["Name"], "type": i["InstanceType"],
      "token": i.get("ClientToken", "")}
-    for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+    for page in ec2.get_paginator("describe_instances").paginate()
+    for r in page["Reservations"] for i in r["Instances"]]
 efs = boto3.client("efs", **kw)
 fss = [{"id": f["FileSystemId"], "state": f["LifeCycleState"], "token": f["CreationToken"]}
        for f in efs.describe_file_systems()["FileSystems"]]
