@@ -44,7 +44,7 @@ cmp -s data/publisher.key.pub "$trusted" 2>/dev/null || cp data/publisher.key.pu
 # deterministic: an unchanged plugin gives the same package, which the server skips.
 mkdir -p data/plugins
 for crate in billing-flat-fee billing-tiered-per-call billing-per-token billing-fixed-term \
-  policy-use-scenes adapter-openai-chat adapter-http-json; do
+  policy-use-scenes adapter-openai-chat adapter-http-json provider-aws-compute; do
   "$liutong" plugin sign --key data/publisher.key --dir "plugins/guests/$crate" \
     --out data/plugins >/dev/null
 done
@@ -72,6 +72,15 @@ policy = "use-scenes"
 # secrets = ["api-key"]
 # [plugins.secret_env]
 # api-key = "OPENAI_API_KEY"
+
+# The compute provider plugin aws-compute reaches the provider's API only when granted, e.g.:
+# [plugins.grants.aws-compute]
+# http = ["ec2.us-east-1.amazonaws.com:443", "elasticfilesystem.us-east-1.amazonaws.com:443",
+#         "s3.us-east-1.amazonaws.com:443", "ce.us-east-1.amazonaws.com:443"]
+# secrets = ["aws-access-key-id", "aws-secret-access-key"]
+# and in [plugins.secret_env]:
+# aws-access-key-id = "AWS_ACCESS_KEY_ID"
+# aws-secret-access-key = "AWS_SECRET_ACCESS_KEY"
 EOF
   fi
   exec "$liutong" --config data/liutong.toml serve "$@"

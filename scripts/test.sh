@@ -51,7 +51,7 @@ step "guest plugins (wasm32-wasip2): build, format, lint, SDK tests"
 scripts/build-plugins.sh --locked
 cargo fmt --manifest-path plugins/guests/Cargo.toml --all -- --check
 cargo clippy --manifest-path plugins/guests/Cargo.toml --workspace --target wasm32-wasip2 --locked -- -D warnings
-cargo test --manifest-path plugins/guests/Cargo.toml -p liutong-plugin-sdk --locked
+cargo test --manifest-path plugins/guests/Cargo.toml -p liutong-plugin-sdk -p provider-aws-compute --locked
 
 step "format"
 cargo fmt --all -- --check

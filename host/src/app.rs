@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::schema::Schemas;
 use crate::services::Services;
 use crate::services::accounts::Accounts;
+use crate::services::compute::Compute;
 use crate::services::delivery::{Delivery, DeliveryConfig};
 use crate::services::demand::Demands;
 use crate::services::gateway::Gateway;
@@ -41,6 +42,8 @@ pub struct App {
     store: Store,
     /// Sends the notices of the outbox while the server runs.
     notifications: Notifications,
+    /// Provisions and reclaims compute orders while the server runs.
+    compute: Compute,
 }
 
 impl App {
@@ -149,6 +152,12 @@ impl App {
                 application_adapter: config.plugins.application_adapter.clone(),
             },
         );
+        let compute = Compute::new(
+            store.clone(),
+            plugins.clone(),
+            config.compute.clone(),
+            config.platform_fee_bps,
+        );
         let services = Services {
             accounts,
             supply: Supply::new(store.clone()),
@@ -166,6 +175,7 @@ impl App {
             notifications: notifications.clone(),
             gateway: Gateway::new(store.clone(), schemas.clone())?,
             subscriptions,
+            compute: compute.clone(),
         };
         let state = AppState {
             services: Arc::new(services),
@@ -179,6 +189,7 @@ impl App {
             router,
             store,
             notifications,
+            compute,
         })
     }
 
@@ -197,13 +208,17 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let worker = tokio::spawn(self.notifications.run(stopped));
+        let worker = tokio::spawn(self.notifications.run(stopped.clone()));
+        let compute = tokio::spawn(self.compute.run(stopped));
         let result = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
         // A notice being sent finishes its attempt; what is left stays in the outbox.
         let _ = stop.send(true);
         let _ = worker.await;
+        // An order being provisioned finishes its step; one cut short is resumed (same
+        // client token) by the next server.
+        let _ = compute.await;
         self.store.close().await;
         result
     }

@@ -53,6 +53,47 @@ pub struct Config {
     pub metrics: bool,
     /// Notices of review outcomes by e-mail and SMS. The `[notifications]` table.
     pub notifications: NotificationsConfig,
+    /// Compute orders: the worker that provisions and reclaims them, prepaid periods and the
+    /// grace before reclaiming an unpaid resource. The `[compute]` table.
+    pub compute: ComputeConfig,
+}
+
+/// How compute orders are driven (`[compute]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComputeConfig {
+    /// Provisioning attempts (the provider unreachable or answering 5xx/429) before an order
+    /// is `FAILED`. Reclaiming is never given up: it retries at `retry_max_ms`.
+    pub max_attempts: u32,
+    /// The wait after the first failed attempt, doubled after each further one up to
+    /// `retry_max_ms`.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// How often the worker looks for orders to move (it is also woken by new orders).
+    pub poll_interval_ms: u64,
+    /// How long a worker owns an order it took; another server (or this one after a restart)
+    /// resumes the order after that. Must exceed the provider plugins' time limit.
+    pub lease_ms: u64,
+    /// After the balance fails to cover an active order's next period, the resource is
+    /// stopped, and reclaimed when this much time passes without the balance covering it.
+    pub grace_period_ms: u64,
+    /// The length of a billed hour in milliseconds (3 600 000). Shorter values are for tests
+    /// and demonstrations only.
+    pub hour_ms: u64,
+}
+
+impl Default for ComputeConfig {
+    fn default() -> Self {
+        ComputeConfig {
+            max_attempts: 10,
+            retry_initial_ms: 1_000,
+            retry_max_ms: 60_000,
+            poll_interval_ms: 1_000,
+            lease_ms: 120_000,
+            grace_period_ms: 24 * 3_600_000,
+            hour_ms: 3_600_000,
+        }
+    }
 }
 
 /// How notices of review outcomes are sent. Without `smtp_url` no e-mail is written, without
@@ -237,6 +278,7 @@ impl Default for Config {
             plugins: PluginsConfig::default(),
             metrics: true,
             notifications: NotificationsConfig::default(),
+            compute: ComputeConfig::default(),
         }
     }
 }
@@ -262,6 +304,7 @@ pub struct FileConfig {
     pub plugins: Option<PluginsConfig>,
     pub metrics: Option<bool>,
     pub notifications: Option<NotificationsConfig>,
+    pub compute: Option<ComputeConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -344,6 +387,9 @@ impl FileConfig {
         }
         if let Some(v) = self.notifications {
             config.notifications = v;
+        }
+        if let Some(v) = self.compute {
+            config.compute = v;
         }
     }
 }
@@ -430,6 +476,20 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "notifications.retry_max_ms must be at least retry_initial_ms, timeout_ms \
                  positive"
+                    .into(),
+            ));
+        }
+        let c = &self.compute;
+        if c.max_attempts == 0
+            || c.retry_initial_ms == 0
+            || c.poll_interval_ms == 0
+            || c.lease_ms == 0
+            || c.hour_ms == 0
+            || c.retry_max_ms < c.retry_initial_ms
+        {
+            return Err(ConfigError::Invalid(
+                "compute.max_attempts, retry_initial_ms, poll_interval_ms, lease_ms and hour_ms \
+                 must be positive, retry_max_ms at least retry_initial_ms"
                     .into(),
             ));
         }

@@ -92,6 +92,11 @@ pub const FILES: &[(&str, &str)] = embed![
     "orders.usage.json",
     "publications.list.json",
     "account.apiKeys.json",
+    "compute.offering.json",
+    "compute.offerings.json",
+    "compute.order.json",
+    "compute.orders.json",
+    "compute.action.json",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -4,4 +4,5 @@
 
 pub mod age;
 pub mod guests;
+pub mod moto;
 pub mod postgres;

@@ -407,7 +407,7 @@ async fn new_checks_the_name_and_never_overwrites() {
         .await
         .refused("is not a plugin id");
     }
-    for kind in ["billing", "policy", "adapter"] {
+    for kind in ["billing", "policy", "adapter", "provider"] {
         let name = format!("my-{kind}");
         liutong(
             dir.path(),

@@ -6,6 +6,7 @@ mod accounts;
 mod cli;
 mod cli_plugins;
 mod client;
+mod compute;
 mod crash;
 mod delivery;
 mod demand;

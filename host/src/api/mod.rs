@@ -3,6 +3,7 @@
 //! one catalog.
 
 pub mod accounts;
+pub mod compute;
 pub mod delivery;
 pub mod demand;
 pub mod error;
@@ -108,6 +109,7 @@ pub fn catalog() -> Vec<Route> {
     routes.extend(notifications::routes());
     routes.extend(gateway::routes());
     routes.extend(subscriptions::routes());
+    routes.extend(compute::routes());
     routes
 }
 

@@ -122,10 +122,11 @@ pub struct ServerArgs {
     pub username: Option<String>,
 }
 
-/// `--kind billing|policy|adapter`.
+/// `--kind billing|policy|adapter|provider`.
 fn parse_kind(text: &str) -> Result<PluginKind, String> {
-    text.parse()
-        .map_err(|_| format!("'{text}' is not a plugin kind (billing, policy or adapter)"))
+    text.parse().map_err(|_| {
+        format!("'{text}' is not a plugin kind (billing, policy, adapter or provider)")
+    })
 }
 
 pub async fn run(command: PluginCommand, config: &Config) -> anyhow::Result<()> {
@@ -287,6 +288,19 @@ fn new_project(
             include_str!("templates/adapter.lib.rs.tmpl"),
             include_str!("templates/adapter.harness.rs.tmpl"),
         ),
+        PluginKind::Provider => (
+            r#"["provider", "http"]"#,
+            "serde_json = \"1\"\n",
+            "Compute provider: provisions, operates and reclaims resources through a JSON API",
+            "# Hosts this provider asks to reach (host[:port|:*]); a request passes only if the\n\
+             # operator's grants ([plugins.grants.<id>] http) allow it too.\n\
+             [capabilities]\n\
+             http = [\"*:443\", \"127.0.0.1:*\", \"localhost:*\"]\n\
+             secrets = [\"api-key\"]\n\n\
+             [limits]\nmemory_mb = 32\ntimeout_ms = 30_000\n",
+            include_str!("templates/provider.lib.rs.tmpl"),
+            include_str!("templates/provider.harness.rs.tmpl"),
+        ),
     };
 
     let cargo_toml = format!(
@@ -348,7 +362,7 @@ liutong plugin install {{{{id}}}}-0.1.0.ltpkg --server http://127.0.0.1:8080 --u
 - Bump `version` in `plugin.toml` for every build you install: a server refuses a second,
   different component under a version it has.
 "#,
-        adapter_note = if kind == PluginKind::Adapter {
+        adapter_note = if kind.reaches_network() {
             ", the hosts and secrets it asks for"
         } else {
             ""

@@ -17,6 +17,8 @@ use super::{AccountId, DomainError, new_id};
 pub const FUNDING_ACCOUNT: &str = "system:funding";
 /// Where platform fees collect.
 pub const FEES_ACCOUNT: &str = "system:fees";
+/// What running compute orders hold of their users' balances (prepaid periods).
+pub const COMPUTE_HOLDS_ACCOUNT: &str = "system:compute-holds";
 /// No balance grows beyond this (10^15 major units), which keeps every sum far from i64
 /// overflow on both databases (SQLite would silently turn an overflowing integer into a float).
 pub const MAX_BALANCE: Money = Money::from_minor(100_000_000_000_000_000);
@@ -182,6 +184,9 @@ pub struct LedgerAudit {
     /// must hold the holds of the calls still running, `system:subscriptions` everything paid
     /// for subscriptions and not yet paid out.
     pub subscription_mismatches: i64,
+    /// 0, or 1 when `system:compute-holds` differs from what the compute orders still running
+    /// hold (prepaid periods not yet charged or returned).
+    pub compute_mismatches: i64,
     pub balanced: bool,
 }
 

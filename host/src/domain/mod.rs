@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod billing;
+pub mod compute;
 pub mod delivery;
 pub mod demand;
 pub mod gateway;

@@ -7,6 +7,7 @@
 //! API imports services, never the other way round.
 
 pub mod accounts;
+pub mod compute;
 pub mod delivery;
 pub mod demand;
 pub mod gateway;
@@ -98,6 +99,7 @@ pub struct Services {
     pub notifications: notifications::Notifications,
     pub gateway: gateway::Gateway,
     pub subscriptions: subscriptions::Subscriptions,
+    pub compute: compute::Compute,
 }
 
 /// A page parameter of a listing: a whole number in `min..=max`, or `default` when not given.

@@ -172,7 +172,12 @@ impl Store {
                            WHERE account = 'system:subscriptions') \
                         = (SELECT COALESCE(SUM(amount_minor), 0) FROM subscription_charges \
                            WHERE status = 'charged' AND payout_id IS NULL) THEN 0 ELSE 1 END) AS BIGINT) \
-                 AS subscription_mismatches",
+                 AS subscription_mismatches, \
+               CAST((CASE WHEN (SELECT COALESCE(SUM(balance), 0) FROM ledger_balances \
+                           WHERE account = 'system:compute-holds') \
+                        = (SELECT COALESCE(SUM(held_minor), 0) FROM compute_orders \
+                           WHERE state NOT IN ('RECLAIMED', 'FAILED')) THEN 0 ELSE 1 END) AS BIGINT) \
+                 AS compute_mismatches",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -184,6 +189,7 @@ impl Store {
             negative_balances: row.try_get("negative")?,
             incomplete_settlements: row.try_get("incomplete")?,
             subscription_mismatches: row.try_get("subscription_mismatches")?,
+            compute_mismatches: row.try_get("compute_mismatches")?,
             balanced: false,
         };
         Ok(LedgerAudit {
@@ -192,7 +198,8 @@ impl Store {
                 && audit.balance_mismatches == 0
                 && audit.negative_balances == 0
                 && audit.incomplete_settlements == 0
-                && audit.subscription_mismatches == 0,
+                && audit.subscription_mismatches == 0
+                && audit.compute_mismatches == 0,
             ..audit
         })
     }

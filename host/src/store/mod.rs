@@ -3,6 +3,7 @@
 //! Each backend has its own migrations because DDL differs.
 
 pub mod accounts;
+pub mod compute;
 pub mod delivery;
 pub mod demands;
 pub mod gateway;

@@ -63,6 +63,25 @@ pub mod adapter {
     }
 }
 
+/// `wit/provider/*`.
+pub mod provider {
+    /// WIT versions with bindings here, oldest first.
+    pub const VERSIONS: &[semver::Version] = &[semver::Version::new(0, 1, 0)];
+
+    /// The newest bindings: what the crate's `provider` types are.
+    pub use v0_1_0 as latest;
+
+    /// `liutong:provider@0.1.0`.
+    pub mod v0_1_0 {
+        wasmtime::component::bindgen!({
+            path: "../../wit/provider/v0.1.0",
+            world: "provider",
+            exports: { default: async },
+            additional_derives: [PartialEq, Eq, serde::Serialize, serde::Deserialize],
+        });
+    }
+}
+
 /// `major.minor.patch` of a bindings version, for matching it in `match` arms.
 pub(crate) fn triple(v: &Version) -> (u64, u64, u64) {
     (v.major, v.minor, v.patch)

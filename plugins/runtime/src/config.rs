@@ -95,7 +95,7 @@ impl EffectiveLimits {
             .unwrap_or(config.default_timeout)
             .min(config.max_timeout);
         let fuel = match manifest.kind {
-            PluginKind::Adapter => None,
+            PluginKind::Adapter | PluginKind::Provider => None,
             _ => Some(l.fuel.unwrap_or(config.default_fuel).min(config.max_fuel)),
         };
         EffectiveLimits {

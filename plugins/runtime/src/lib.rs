@@ -1,7 +1,7 @@
 //! Sandboxed WebAssembly plugin runtime of the liutong host.
 //!
-//! Plugins are WebAssembly components of three kinds — billing rules, usage policies and
-//! invocation adapters — each implementing a versioned WIT world (`wit/<kind>/v<version>/`).
+//! Plugins are WebAssembly components of four kinds — billing rules, usage policies,
+//! invocation adapters and compute providers — each implementing a versioned WIT world (`wit/<kind>/v<version>/`).
 //! They arrive as signed packages ([`package`]), are verified against trusted publisher keys,
 //! compiled once (cached on disk), and called with a fresh, limited instance per call
 //! ([`Runtime`], [`LoadedPlugin`]).
@@ -14,7 +14,7 @@
 //! Modules, each with one reason to change: `config` (operator settings, effective limits),
 //! `engine` (the wasmtime engine, pooling, epoch ticker), `cache` (compiled components on
 //! disk), `linker` (what each kind may import), `session` (the store of one call), `failure`
-//! (errors and their classification), `call::{billing, policy, adapter}` (the calls of each
+//! (errors and their classification), `call::{billing, policy, adapter, provider}` (the calls of each
 //! kind and their result checks), [`bindings`] and `wit` (which bindings serve a manifest's WIT version).
 
 pub mod bindings;
@@ -67,4 +67,9 @@ pub mod policy {
 /// Types of the adapter WIT (`liutong:adapter/types`) of the newest bindings.
 pub mod adapter {
     pub use crate::bindings::adapter::latest::liutong::adapter::types::*;
+}
+
+/// Types of the provider WIT (`liutong:provider/types`) of the newest bindings.
+pub mod provider {
+    pub use crate::bindings::provider::latest::liutong::provider::types::*;
 }

@@ -11,7 +11,7 @@ use crate::session::CallState;
 pub(crate) struct Linkers {
     /// Billing and policy: WASI without files, network, environment or clocks.
     compute: Linker<CallState>,
-    /// Adapters: the same WASI plus wasi:http through [`crate::http::HttpGuard`].
+    /// Adapters and providers: the same WASI plus wasi:http through [`crate::http::HttpGuard`].
     adapter: Linker<CallState>,
 }
 
@@ -30,7 +30,7 @@ impl Linkers {
 
     pub fn for_kind(&self, kind: PluginKind) -> &Linker<CallState> {
         match kind {
-            PluginKind::Adapter => &self.adapter,
+            PluginKind::Adapter | PluginKind::Provider => &self.adapter,
             PluginKind::Billing | PluginKind::Policy => &self.compute,
         }
     }

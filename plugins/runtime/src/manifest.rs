@@ -28,6 +28,9 @@ pub enum PluginKind {
     Policy,
     /// `liutong:adapter` world: calls an upstream over granted outbound HTTP.
     Adapter,
+    /// `liutong:provider` world: provisions and reclaims a compute provider's resources and
+    /// lists its bills, over granted outbound HTTP.
+    Provider,
 }
 
 impl PluginKind {
@@ -37,7 +40,14 @@ impl PluginKind {
             PluginKind::Billing => "billing",
             PluginKind::Policy => "policy",
             PluginKind::Adapter => "adapter",
+            PluginKind::Provider => "provider",
         }
+    }
+
+    /// Adapters and providers call out over granted HTTP with granted secrets, run without
+    /// fuel (waiting on the network costs none) and see real clocks; the others compute only.
+    pub fn reaches_network(self) -> bool {
+        matches!(self, PluginKind::Adapter | PluginKind::Provider)
     }
 
     /// WIT package versions of this kind that this runtime has bindings for, oldest first. A
@@ -47,6 +57,7 @@ impl PluginKind {
             PluginKind::Billing => crate::bindings::billing::VERSIONS,
             PluginKind::Policy => crate::bindings::policy::VERSIONS,
             PluginKind::Adapter => crate::bindings::adapter::VERSIONS,
+            PluginKind::Provider => crate::bindings::provider::VERSIONS,
         }
     }
 }
@@ -64,6 +75,7 @@ impl FromStr for PluginKind {
             "billing" => Ok(PluginKind::Billing),
             "policy" => Ok(PluginKind::Policy),
             "adapter" => Ok(PluginKind::Adapter),
+            "provider" => Ok(PluginKind::Provider),
             _ => Err(()),
         }
     }
@@ -240,16 +252,20 @@ impl Manifest {
 
         let mut capabilities = Capabilities::default();
         if let Some(caps) = raw.capabilities {
-            if kind != PluginKind::Adapter && !caps.http.is_empty() {
+            if !kind.reaches_network() && !caps.http.is_empty() {
                 return Err(ManifestError::new(
                     "capabilities.http",
-                    format!("only adapter plugins may make HTTP requests, this is a {kind} plugin"),
+                    format!(
+                        "only adapter and provider plugins may make HTTP requests, this is a {kind} plugin"
+                    ),
                 ));
             }
-            if kind != PluginKind::Adapter && !caps.secrets.is_empty() {
+            if !kind.reaches_network() && !caps.secrets.is_empty() {
                 return Err(ManifestError::new(
                     "capabilities.secrets",
-                    format!("only adapter plugins may receive secrets, this is a {kind} plugin"),
+                    format!(
+                        "only adapter and provider plugins may receive secrets, this is a {kind} plugin"
+                    ),
                 ));
             }
             for (i, p) in caps.http.iter().enumerate() {

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::call::{adapter::AdapterPre, billing::BillingPre, policy::PolicyPre};
+use crate::call::{
+    adapter::AdapterPre, billing::BillingPre, policy::PolicyPre, provider::ProviderPre,
+};
 use crate::config::EffectiveLimits;
 use crate::failure::{PluginError, PluginFailure};
 use crate::manifest::{Manifest, PluginKind};
@@ -15,6 +17,7 @@ pub(crate) enum Pre {
     Billing(BillingPre),
     Policy(PolicyPre),
     Adapter(AdapterPre),
+    Provider(ProviderPre),
 }
 
 /// Caps on what a result may hold, from the runtime's configuration.
@@ -32,7 +35,7 @@ pub(crate) struct PluginInner {
     pub pre: Pre,
     pub session: SessionConfig,
     pub results: ResultLimits,
-    /// Granted secrets the manifest asks for (adapters only).
+    /// Granted secrets the manifest asks for (adapters and providers only).
     pub secrets: Vec<(String, String)>,
     pub report: LoadReport,
 }

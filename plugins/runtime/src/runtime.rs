@@ -9,7 +9,9 @@ use tokio::sync::Semaphore;
 use wasmtime::Engine;
 
 use crate::cache::{ComponentCache, RuntimeStats};
-use crate::call::{adapter::AdapterPre, billing::BillingPre, policy::PolicyPre};
+use crate::call::{
+    adapter::AdapterPre, billing::BillingPre, policy::PolicyPre, provider::ProviderPre,
+};
 use crate::config::{EffectiveLimits, RuntimeConfig};
 use crate::engine::{self, EpochTicker};
 use crate::failure::{LoadError, RuntimeError, short_error};
@@ -185,11 +187,12 @@ impl Runtime {
             PluginKind::Billing => BillingPre::new(wit, instance_pre).map(Pre::Billing),
             PluginKind::Policy => PolicyPre::new(wit, instance_pre).map(Pre::Policy),
             PluginKind::Adapter => AdapterPre::new(wit, instance_pre).map(Pre::Adapter),
+            PluginKind::Provider => ProviderPre::new(wit, instance_pre).map(Pre::Provider),
         }
         .map_err(|e| wrong(short_error(&e)))?;
 
         let limits = self.effective_limits(&manifest);
-        let (http, secrets) = if kind == PluginKind::Adapter {
+        let (http, secrets) = if kind.reaches_network() {
             let secrets = manifest
                 .capabilities
                 .secrets
@@ -215,7 +218,7 @@ impl Runtime {
             slots: rt.slots.clone(),
             limits,
             deadline_ticks: engine::deadline_ticks(limits.timeout, rt.config.epoch_tick),
-            deterministic: kind != PluginKind::Adapter,
+            deterministic: !kind.reaches_network(),
             http: Arc::new(http),
             _ticker: rt.ticker.clone(),
         };

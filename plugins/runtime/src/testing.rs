@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::{Call, Grants, LoadError, LoadedPlugin, PluginError, Runtime, RuntimeConfig};
-use crate::{adapter, billing, policy};
+use crate::{adapter, billing, policy, provider};
 
 /// Why a harness could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -164,5 +164,46 @@ impl Harness {
         invocation: adapter::Invocation,
     ) -> Result<Call<Result<adapter::Outcome, adapter::AdapterError>>, PluginError> {
         self.plugin.invoke(publication, invocation).await
+    }
+
+    pub async fn provision(
+        &self,
+        account: provider::Account,
+        request: provider::ProvisionRequest,
+    ) -> Result<Call<Result<provider::Resource, provider::ProviderError>>, PluginError> {
+        self.plugin.provision(account, request).await
+    }
+
+    pub async fn describe(
+        &self,
+        account: provider::Account,
+        resource_id: &str,
+    ) -> Result<Call<Result<provider::Resource, provider::ProviderError>>, PluginError> {
+        self.plugin.describe(account, resource_id).await
+    }
+
+    pub async fn operate(
+        &self,
+        account: provider::Account,
+        resource_id: &str,
+        action: provider::Action,
+    ) -> Result<Call<Result<provider::Resource, provider::ProviderError>>, PluginError> {
+        self.plugin.operate(account, resource_id, action).await
+    }
+
+    pub async fn reclaim(
+        &self,
+        account: provider::Account,
+        resource_id: &str,
+    ) -> Result<Call<Result<(), provider::ProviderError>>, PluginError> {
+        self.plugin.reclaim(account, resource_id).await
+    }
+
+    pub async fn list_bills(
+        &self,
+        account: provider::Account,
+        period: provider::Period,
+    ) -> Result<Call<Result<Vec<provider::BillLine>, provider::ProviderError>>, PluginError> {
+        self.plugin.list_bills(account, period).await
     }
 }

@@ -14,6 +14,7 @@ pub mod admin;
 pub mod audit;
 pub mod billing;
 pub mod policy;
+pub mod provider;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

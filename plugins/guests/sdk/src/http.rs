@@ -1,4 +1,5 @@
-//! A small blocking HTTP client over `wasi:http/outgoing-handler` (0.2), for adapters.
+//! A small blocking HTTP client over `wasi:http/outgoing-handler` (0.2), for adapters and
+//! providers.
 //!
 //! The host decides which hosts a request may reach; a refused request comes back as a
 //! transport error such as `HttpRequestDenied`.
@@ -6,9 +7,12 @@
 use crate::url::parse_http_url;
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
-    ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+    ErrorCode, Fields, IncomingBody, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
 };
 use wasi::io::streams::StreamError;
+
+/// The request method, as wasi:http names it.
+pub use wasi::http::types::Method;
 
 /// `blocking-write-and-flush` takes at most 4 096 bytes a call.
 const WRITE_CHUNK: usize = 4096;

@@ -1,4 +1,4 @@
-//! The SDK of liutong plugins: bindings of the three WIT worlds (`wit/<kind>/v0.1.0`), export
+//! The SDK of liutong plugins: bindings of the four WIT worlds (`wit/<kind>/v0.1.0`), export
 //! macros, and the helpers and rule logic the shipped plugins share.
 //!
 //! A billing rule is written as
@@ -17,7 +17,8 @@
 //! ```
 //!
 //! and built as a `cdylib` for `wasm32-wasip2`, which yields a component directly. Policies use
-//! [`policy`] and [`export_policy!`], adapters [`adapter`] and [`export_adapter!`].
+//! [`policy`] and [`export_policy!`], adapters [`adapter`] and [`export_adapter!`], compute providers [`provider`] and
+//! [`export_provider!`].
 //!
 //! Everything except the `http` module is plain Rust and is unit-tested natively.
 
@@ -113,6 +114,45 @@ pub mod adapter {
                 .map(|s| s.value.as_str())
         }
     }
+}
+
+/// Compute providers: world `liutong:provider/provider@0.1.0`, exporting `resources`.
+#[cfg(feature = "provider")]
+pub mod provider {
+    #[doc(hidden)]
+    pub mod bindings {
+        wit_bindgen::generate!({
+            path: "../../../wit/provider/v0.1.0",
+            world: "provider",
+            pub_export_macro: true,
+            export_macro_name: "export_provider",
+            default_bindings_module: "::liutong_plugin_sdk::provider::bindings",
+            runtime_path: "::liutong_plugin_sdk::__wit_bindgen::rt",
+            additional_derives: [PartialEq, Eq],
+        });
+    }
+
+    pub use bindings::exports::liutong::provider::resources::Guest;
+    pub use bindings::liutong::provider::types::*;
+
+    impl Account {
+        /// The value of the secret `name`, when the host passed it.
+        pub fn secret(&self, name: &str) -> Option<&str> {
+            self.secrets
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| s.value.as_str())
+        }
+    }
+}
+
+/// Exports a type implementing [`provider::Guest`] as the component's `resources` interface.
+#[cfg(feature = "provider")]
+#[macro_export]
+macro_rules! export_provider {
+    ($ty:ident) => {
+        $crate::provider::bindings::export_provider!($ty with_types_in $crate::provider::bindings);
+    };
 }
 
 /// Exports a type implementing [`billing::Guest`] as the component's `rule` interface.

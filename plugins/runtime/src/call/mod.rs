@@ -5,6 +5,7 @@
 pub(crate) mod adapter;
 pub(crate) mod billing;
 pub(crate) mod policy;
+pub(crate) mod provider;
 
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{

@@ -8,4 +8,5 @@ mod common;
 mod faults;
 mod package;
 mod policy;
+mod providers;
 mod wit_versions;

@@ -1,0 +1,252 @@
+//! Provider calls: `resources.provision`, `describe`, `operate`, `reclaim` and `list-bills`,
+//! with the granted secrets and the HTTP allow-list, as adapters have them.
+
+use semver::Version;
+use wasmtime::component::{ComponentExportIndex, ComponentNamedList, InstancePre, Lift, Lower};
+
+use crate::bindings::provider::v0_1_0::liutong::provider::types as v0_1_0;
+use crate::bindings::triple;
+use crate::call::{export_func, typed_func};
+use crate::failure::{Phase, PluginError, PluginFailure};
+use crate::manifest::PluginKind;
+use crate::plugin::{LoadedPlugin, Pre};
+use crate::provider::{
+    Account, Action, BillLine, Period, ProviderError, ProvisionRequest, Resource, Secret,
+};
+use crate::session::{Call, CallState, Session};
+
+/// A provider component pre-linked through the bindings of its WIT version.
+pub(crate) enum ProviderPre {
+    V0_1_0(ProviderV0_1_0),
+}
+
+/// `liutong:provider@0.1.0`: the component and its `resources` functions, type-checked at load.
+pub(crate) struct ProviderV0_1_0 {
+    pre: InstancePre<CallState>,
+    provision: ComponentExportIndex,
+    describe: ComponentExportIndex,
+    operate: ComponentExportIndex,
+    reclaim: ComponentExportIndex,
+    list_bills: ComponentExportIndex,
+}
+
+type ResourceResult = (Result<v0_1_0::Resource, v0_1_0::ProviderError>,);
+type UnitResult = (Result<(), v0_1_0::ProviderError>,);
+type BillsResult = (Result<Vec<v0_1_0::BillLine>, v0_1_0::ProviderError>,);
+type ProvisionParams<'a> = (&'a v0_1_0::Account, &'a v0_1_0::ProvisionRequest);
+type IdParams<'a> = (&'a v0_1_0::Account, &'a str);
+type OperateParams<'a> = (&'a v0_1_0::Account, &'a str, &'a v0_1_0::Action);
+type BillsParams<'a> = (&'a v0_1_0::Account, &'a v0_1_0::Period);
+
+impl ProviderPre {
+    /// Type-checks the component's exports against the bindings of `version`.
+    pub fn new(version: &Version, pre: InstancePre<CallState>) -> wasmtime::Result<ProviderPre> {
+        match triple(version) {
+            (0, 1, 0) => {
+                const RESOURCES: &str = "liutong:provider/resources@0.1.0";
+                Ok(ProviderPre::V0_1_0(ProviderV0_1_0 {
+                    provision: export_func::<ProvisionParams<'_>, ResourceResult>(
+                        &pre,
+                        RESOURCES,
+                        "provision",
+                    )?,
+                    describe: export_func::<IdParams<'_>, ResourceResult>(
+                        &pre, RESOURCES, "describe",
+                    )?,
+                    operate: export_func::<OperateParams<'_>, ResourceResult>(
+                        &pre, RESOURCES, "operate",
+                    )?,
+                    reclaim: export_func::<IdParams<'_>, UnitResult>(&pre, RESOURCES, "reclaim")?,
+                    list_bills: export_func::<BillsParams<'_>, BillsResult>(
+                        &pre,
+                        RESOURCES,
+                        "list-bills",
+                    )?,
+                    pre,
+                }))
+            }
+            _ => wasmtime::bail!("this runtime has no bindings of provider WIT {version}"),
+        }
+    }
+}
+
+impl LoadedPlugin {
+    /// `resources.provision`: must be idempotent on `request.client-token`.
+    pub async fn provision(
+        &self,
+        account: Account,
+        request: ProvisionRequest,
+    ) -> Result<Call<Result<Resource, ProviderError>>, PluginError> {
+        let account = self.provider_account(account);
+        let call = self
+            .call_provider::<ProvisionParams<'_>, _>((&account, &request), |v| &v.provision)
+            .await?;
+        self.check_resource(&call.value)?;
+        Ok(call)
+    }
+
+    /// `resources.describe`.
+    pub async fn describe(
+        &self,
+        account: Account,
+        resource_id: &str,
+    ) -> Result<Call<Result<Resource, ProviderError>>, PluginError> {
+        let account = self.provider_account(account);
+        let call = self
+            .call_provider::<IdParams<'_>, _>((&account, resource_id), |v| &v.describe)
+            .await?;
+        self.check_resource(&call.value)?;
+        Ok(call)
+    }
+
+    /// `resources.operate`.
+    pub async fn operate(
+        &self,
+        account: Account,
+        resource_id: &str,
+        action: Action,
+    ) -> Result<Call<Result<Resource, ProviderError>>, PluginError> {
+        let account = self.provider_account(account);
+        let call = self
+            .call_provider::<OperateParams<'_>, _>((&account, resource_id, &action), |v| &v.operate)
+            .await?;
+        self.check_resource(&call.value)?;
+        Ok(call)
+    }
+
+    /// `resources.reclaim`: succeeds for a resource that is already gone.
+    pub async fn reclaim(
+        &self,
+        account: Account,
+        resource_id: &str,
+    ) -> Result<Call<Result<(), ProviderError>>, PluginError> {
+        let account = self.provider_account(account);
+        let call = self
+            .call_provider::<IdParams<'_>, _>((&account, resource_id), |v| &v.reclaim)
+            .await?;
+        if let Err(e) = &call.value {
+            self.check_provider_error(e)?;
+        }
+        Ok(call)
+    }
+
+    /// `resources.list-bills`.
+    pub async fn list_bills(
+        &self,
+        account: Account,
+        period: Period,
+    ) -> Result<Call<Result<Vec<BillLine>, ProviderError>>, PluginError> {
+        let account = self.provider_account(account);
+        let call = self
+            .call_provider::<BillsParams<'_>, Vec<BillLine>>((&account, &period), |v| &v.list_bills)
+            .await?;
+        match &call.value {
+            Ok(lines) => {
+                self.check_items("bill-lines", lines.len())?;
+                for l in lines {
+                    self.check_string("bill-line.resource-id", &l.resource_id)?;
+                    self.check_string("bill-line.unit", &l.unit)?;
+                    self.check_string("bill-line.currency", &l.currency)?;
+                }
+            }
+            Err(e) => self.check_provider_error(e)?,
+        }
+        Ok(call)
+    }
+
+    /// `account.secrets` is replaced: only secrets named in the manifest's
+    /// `capabilities.secrets` pass, and granted values override the caller's.
+    fn provider_account(&self, mut account: Account) -> Account {
+        let allowed = &self.inner.manifest.capabilities.secrets;
+        let granted = &self.inner.secrets;
+        let mut secrets: Vec<Secret> = account
+            .secrets
+            .drain(..)
+            .filter(|s| allowed.contains(&s.name))
+            .filter(|s| !granted.iter().any(|(n, _)| *n == s.name))
+            .collect();
+        secrets.extend(granted.iter().map(|(name, value)| Secret {
+            name: name.clone(),
+            value: value.clone(),
+        }));
+        account.secrets = secrets;
+        account
+    }
+
+    /// One call of a `resources` function: a fresh store and instance, the export found by
+    /// the index checked at load. A refused request the guest turned into its own error is
+    /// reported as the refusal: that is what the operator can act on.
+    async fn call_provider<P, T>(
+        &self,
+        params: P,
+        export: fn(&ProviderV0_1_0) -> &ComponentExportIndex,
+    ) -> Result<Call<Result<T, ProviderError>>, PluginError>
+    where
+        P: ComponentNamedList + Lower + Send + Sync,
+        (Result<T, ProviderError>,): ComponentNamedList + Lift + Send + Sync + 'static,
+        T: Send + Sync + 'static,
+    {
+        let Pre::Provider(pre) = &self.inner.pre else {
+            return Err(self.wrong_kind(PluginKind::Provider));
+        };
+        let mut session = Session::open(&self.inner.session)
+            .await
+            .map_err(|f| self.failed(f))?;
+        let outcome = session
+            .run(async |store| match pre {
+                ProviderPre::V0_1_0(v) => {
+                    let instance = v
+                        .pre
+                        .instantiate_async(&mut *store)
+                        .await
+                        .map_err(|e| (Phase::Instantiate, e))?;
+                    // SAFETY: `ProviderPre::new` checked every `resources` export as taking
+                    // its parameter tuple and returning its result, and callers pass the
+                    // index together with the parameters of that export.
+                    let func = unsafe {
+                        typed_func::<P, (Result<T, ProviderError>,)>(store, &instance, export(v))
+                    }
+                    .map_err(|e| (Phase::Instantiate, e))?;
+                    let (value,) = func
+                        .call_async(store, params)
+                        .await
+                        .map_err(|e| (Phase::Call, e))?;
+                    Ok(value)
+                }
+            })
+            .await;
+        let refusal = session.refusal();
+        let call = session.finish(outcome).map_err(|f| self.failed(f))?;
+        if call.value.is_err()
+            && let Some(r) = refusal
+        {
+            return Err(self.error(PluginFailure::HttpRefused {
+                host: r.host,
+                hint: r.hint,
+            }));
+        }
+        Ok(call)
+    }
+
+    fn check_resource(&self, r: &Result<Resource, ProviderError>) -> Result<(), PluginError> {
+        match r {
+            Ok(res) => {
+                self.check_string("resource.resource-id", &res.resource_id)?;
+                self.check_string("resource.endpoint", &res.endpoint)
+            }
+            Err(e) => self.check_provider_error(e),
+        }
+    }
+
+    fn check_provider_error(&self, e: &ProviderError) -> Result<(), PluginError> {
+        match e {
+            ProviderError::InvalidRequest(m)
+            | ProviderError::InvalidConfig(m)
+            | ProviderError::Unsupported(m)
+            | ProviderError::NotFound(m)
+            | ProviderError::UpstreamStatus((_, m))
+            | ProviderError::UpstreamUnreachable(m)
+            | ProviderError::BadResponse(m) => self.check_string("provider-error", m),
+        }
+    }
+}
