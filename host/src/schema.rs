@@ -77,6 +77,7 @@ pub const FILES: &[(&str, &str)] = embed![
     "gateway.identifier.json",
     "gateway.batch.json",
     "gateway.identifiers.query.json",
+    "gateway.statistics.query.json",
     "provider.gatewayKey.json",
     "subscriptions.common.json",
     "model.publish.json",

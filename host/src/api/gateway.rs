@@ -14,7 +14,7 @@ use super::{AppState, Input, Route, RouteDoc};
 use crate::crypto::batch::{KEY_ID_HEADER, SIGNATURE_HEADER};
 use crate::domain::gateway::{
     ActivationView, BatchOutcome, FieldsDocument, GatewayKeyRequest, GatewayKeyView,
-    IdentifiersPage, IdentifiersQuery, Statistics,
+    IdentifiersPage, IdentifiersQuery, Statistics, StatisticsQuery,
 };
 use crate::domain::identifiers::ParsedCode;
 use crate::services::gateway::SignedBatch;
@@ -22,6 +22,7 @@ use crate::services::gateway::SignedBatch;
 request_schemas! {
     GatewayKeyRequest => "provider.gatewayKey.json",
     IdentifiersQuery => "gateway.identifiers.query.json",
+    StatisticsQuery => "gateway.statistics.query.json",
 }
 
 /// The `{code}` of a path.
@@ -127,7 +128,7 @@ async fn identifiers(
 async fn statistics(
     State(app): State<AppState>,
     Auth(caller): Auth,
-    ValidQuery(q): ValidQuery<IdentifiersQuery>,
+    ValidQuery(StatisticsQuery(q)): ValidQuery<StatisticsQuery>,
 ) -> ApiResult<Statistics> {
     Ok(Data(app.services.gateway.statistics(&caller, &q).await?))
 }
@@ -225,7 +226,7 @@ pub fn routes() -> Vec<Route> {
                 "/v1/gateway/statistics",
                 "Counts and capacity sums of identifiers grouped by province, city, type, class or status",
                 true,
-                Input::Query("gateway.identifiers.query.json"),
+                Input::Query("gateway.statistics.query.json"),
             ),
             handler: get(statistics),
         },

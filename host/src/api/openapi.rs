@@ -80,6 +80,11 @@ fn route_specific(path: &str) -> &'static [(u16, &'static str)] {
         "/v1/admin/plugins" => &[(413, "the package is larger than the package limit")],
         "/metrics" => &[(404, "metrics are turned off (metrics = false)")],
         "/v1/account/register" => &[(409, "the username is taken")],
+        // No token: the batch's signature is its authentication.
+        "/v1/gateway/identifiers" => &[(
+            401,
+            "the X-Gateway-Key-Id / X-Gateway-Signature headers are missing, the key is unknown or retired, or the signature does not verify",
+        )],
         "/v1/model/delivery" | "/v1/application/delivery" => &[
             (
                 402,

@@ -399,8 +399,9 @@ impl From<IdentifierState> for IdentifierView {
     }
 }
 
-/// `GET /v1/gateway/identifiers` and `GET /v1/gateway/statistics` query
-/// (schemas/gateway.identifiers.query.json); every value arrives as a string.
+/// `GET /v1/gateway/identifiers` query (schemas/gateway.identifiers.query.json), and the
+/// filters of `GET /v1/gateway/statistics` ([`StatisticsQuery`]); every value arrives as a
+/// string.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IdentifiersQuery {
@@ -423,6 +424,13 @@ pub struct IdentifiersQuery {
     /// Statistics only: `province`, `city`, `type`, `class` or `status`.
     pub group_by: Option<String>,
 }
+
+/// `GET /v1/gateway/statistics` query (schemas/gateway.statistics.query.json): the listing's
+/// filters and `groupBy`, no paging (its schema has no `limit` or `offset`, the listing's no
+/// `groupBy`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct StatisticsQuery(pub IdentifiersQuery);
 
 /// Whether listings include deactivated identifiers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

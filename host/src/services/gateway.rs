@@ -306,12 +306,6 @@ impl Gateway {
         caller: &Caller,
         query: &IdentifiersQuery,
     ) -> Result<IdentifiersPage, ServiceError> {
-        if query.group_by.is_some() {
-            return Err(ServiceError::invalid(
-                "/groupBy",
-                "is a parameter of GET /v1/gateway/statistics",
-            ));
-        }
         let filter = self.scoped(caller, query, StateFilter::All).await?;
         let limit = page_number("limit", query.limit.as_deref(), 100, (1, 1000))?;
         let offset = page_number("offset", query.offset.as_deref(), 0, (0, i64::MAX))?;
@@ -333,12 +327,6 @@ impl Gateway {
         caller: &Caller,
         query: &IdentifiersQuery,
     ) -> Result<Statistics, ServiceError> {
-        if query.limit.is_some() || query.offset.is_some() {
-            return Err(ServiceError::invalid(
-                "/limit",
-                "statistics are not paged: every group is returned",
-            ));
-        }
         let group_by = match query.group_by.as_deref() {
             None => GroupBy::Province,
             Some(g) => GroupBy::parse(g).ok_or_else(|| {
