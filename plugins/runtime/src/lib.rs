@@ -25,6 +25,7 @@ mod engine;
 mod failure;
 mod grants;
 mod http;
+mod kind;
 mod linker;
 pub mod manifest;
 pub mod package;

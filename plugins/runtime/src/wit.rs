@@ -11,7 +11,7 @@ use std::fmt;
 
 use semver::{Version, VersionReq};
 
-use crate::manifest::PluginKind;
+use crate::kind::PluginKind;
 
 /// The manifest's `wit` field: either the version the plugin was built against (`"0.1.2"`) or a
 /// requirement (`"^0.1"`, `">=0.1, <0.3"`). Displays as written.
