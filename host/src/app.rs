@@ -157,6 +157,7 @@ impl App {
             plugins.clone(),
             config.compute.clone(),
             config.platform_fee_bps,
+            config.currency.clone(),
         );
         let services = Services {
             accounts,
@@ -209,6 +210,7 @@ impl App {
     ) -> std::io::Result<()> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let worker = tokio::spawn(self.notifications.run(stopped.clone()));
+        let bills = tokio::spawn(self.compute.clone().run_bill_sync(stopped.clone()));
         let compute = tokio::spawn(self.compute.run(stopped));
         let result = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
@@ -219,6 +221,8 @@ impl App {
         // An order being provisioned finishes its step; one cut short is resumed (same
         // client token) by the next server.
         let _ = compute.await;
+        // A bill sync cut short leaves its lines pending; the next one charges them.
+        let _ = bills.await;
         self.store.close().await;
         result
     }

@@ -80,6 +80,18 @@ pub struct ComputeConfig {
     /// The length of a billed hour in milliseconds (3 600 000). Shorter values are for tests
     /// and demonstrations only.
     pub hour_ms: u64,
+    /// How often every provider's bills are synchronised (`list-bills`); 0: only when an
+    /// operator asks (`POST /v1/admin/compute/bill-sync`).
+    pub bill_sync_interval_ms: u64,
+    /// The days before today (UTC) a scheduled sync asks the providers for: bills arrive
+    /// late and are corrected, and a line listed again is stored once.
+    pub bill_lookback_days: u32,
+    /// How long an ended order keeps its reserve (its metered use not yet billed) held for
+    /// the provider's bills to come; then it is released to the user.
+    pub bill_wait_ms: u64,
+    /// How far (basis points) an order's bills may differ from the platform's metering before
+    /// the reconciliation report lists it.
+    pub reconciliation_tolerance_bps: u32,
 }
 
 impl Default for ComputeConfig {
@@ -92,6 +104,10 @@ impl Default for ComputeConfig {
             lease_ms: 120_000,
             grace_period_ms: 24 * 3_600_000,
             hour_ms: 3_600_000,
+            bill_sync_interval_ms: 3_600_000,
+            bill_lookback_days: 3,
+            bill_wait_ms: 7 * 24 * 3_600_000,
+            reconciliation_tolerance_bps: 500,
         }
     }
 }
@@ -486,10 +502,13 @@ impl Config {
             || c.lease_ms == 0
             || c.hour_ms == 0
             || c.retry_max_ms < c.retry_initial_ms
+            || c.bill_lookback_days == 0
+            || c.bill_lookback_days > 366
         {
             return Err(ConfigError::Invalid(
                 "compute.max_attempts, retry_initial_ms, poll_interval_ms, lease_ms and hour_ms \
-                 must be positive, retry_max_ms at least retry_initial_ms"
+                 must be positive, retry_max_ms at least retry_initial_ms, bill_lookback_days \
+                 within 1..=366"
                     .into(),
             ));
         }

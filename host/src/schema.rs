@@ -98,6 +98,8 @@ pub const FILES: &[(&str, &str)] = embed![
     "compute.order.json",
     "compute.orders.json",
     "compute.action.json",
+    "admin.computeBillSync.json",
+    "admin.computeReconciliation.json",
 ];
 
 #[derive(Debug, thiserror::Error)]

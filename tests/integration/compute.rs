@@ -115,6 +115,49 @@ async fn wait_for(app: &TestApp, token: &str, order_id: &str, state: &str) -> Va
     }
 }
 
+/// A server (see `compute_app_with`), the certified provider `cloudco` with a t3.micro host
+/// offering, and carol, credited `credit`, with one ACTIVE order of it.
+struct HostOrder {
+    app: TestApp,
+    provider: String,
+    carol: String,
+    id: String,
+    view: Value,
+}
+
+async fn active_host_order(
+    backend: Backend,
+    moto: &Moto,
+    credit: f64,
+    adjust: impl FnOnce(&mut liutong::config::Config),
+) -> HostOrder {
+    let app = compute_app_with(backend, moto, adjust).await;
+    let (provider, _) = certified(&app, "cloudco").await;
+    let carol = app.user("carol").await;
+    app.credit("carol", credit, "c-1").await.ok();
+    let host = offering(
+        &app,
+        &provider,
+        "cloud_host",
+        json!({"instanceType": "t3.micro", "imageId": IMAGE}),
+        "aws-compute",
+        aws_config(moto),
+    )
+    .await;
+    let id = order(&app, &carol, &host, "k-1").await.ok()["orderId"]
+        .as_str()
+        .expect("orderId")
+        .to_owned();
+    let view = wait_for(&app, &carol, &id, "ACTIVE").await;
+    HostOrder {
+        app,
+        provider,
+        carol,
+        id,
+        view,
+    }
+}
+
 fn inventory(moto: &Moto) -> Value {
     serde_json::from_str(&moto.inventory()).expect("inventory JSON")
 }
@@ -294,7 +337,9 @@ async fn four_resource_types_are_provisioned_operated_and_reclaimed(backend: Bac
     }
     for id in &orders {
         let v = wait_for(&app, &carol, id, "RECLAIMED").await;
-        assert_eq!(v["charged"], 1.5, "{v}");
+        // The provider's bill is the charge: until it comes, the period used stays held.
+        assert_eq!(v["charged"], 0.0, "{v}");
+        assert_eq!(v["held"], 1.5, "{v}");
     }
     let inv = inventory(&moto);
     assert!(
@@ -308,9 +353,10 @@ async fn four_resource_types_are_provisioned_operated_and_reclaimed(backend: Bac
     assert_eq!(inv["fileSystems"], json!([]));
     assert_eq!(inv["buckets"], json!([]));
 
-    // One period each was charged to carol and paid to the provider; the books balance.
+    // One period each stays held from carol for the provider's bills (see
+    // bills_are_synced_once_matched_charged_and_reconciled); the books balance.
     assert_eq!(app.balance(&carol).await, 94.0);
-    assert_eq!(app.balance(&provider).await, 6.0);
+    assert_eq!(app.balance(&provider).await, 0.0);
     let operator = app.operator().await;
     let audit = app
         .get("/v1/admin/ledger/audit", Some(&operator), &[])
@@ -562,32 +608,21 @@ async fn kill_during_provisioning(backend: Backend) {
 
 /// Prepaid: a balance that covers only the first period. When the next one starts the resource
 /// is stopped (the balance never goes negative), and reclaimed once the grace period passes;
-/// the period used is charged, the provider paid.
+/// the period used stays held for the provider's bill.
 async fn an_exhausted_balance_stops_then_reclaims(backend: Backend) {
     let moto = Moto::start();
-    let app = compute_app_with(backend, &moto, |c| {
+    // 2.00 covers one period of 1.50, not two.
+    let HostOrder {
+        app,
+        provider,
+        carol,
+        id,
+        ..
+    } = active_host_order(backend, &moto, 2.0, |c| {
         c.compute.hour_ms = 3_000;
         c.compute.grace_period_ms = 3_000;
     })
     .await;
-    let (provider, _) = certified(&app, "cloudco").await;
-    let carol = app.user("carol").await;
-    app.credit("carol", 2.0, "c-1").await.ok();
-    let host = offering(
-        &app,
-        &provider,
-        "cloud_host",
-        json!({"instanceType": "t3.micro", "imageId": IMAGE}),
-        "aws-compute",
-        aws_config(&moto),
-    )
-    .await;
-    // 2.00 covers one period of 1.50, not two.
-    let id = order(&app, &carol, &host, "k-1").await.ok()["orderId"]
-        .as_str()
-        .expect("orderId")
-        .to_owned();
-    wait_for(&app, &carol, &id, "ACTIVE").await;
     let started = Instant::now();
     let v = loop {
         let v = app
@@ -618,9 +653,10 @@ async fn an_exhausted_balance_stops_then_reclaims(backend: Backend) {
     assert_eq!(app.balance(&carol).await, 0.5);
 
     let v = wait_for(&app, &carol, &id, "RECLAIMED").await;
-    assert_eq!(v["charged"], 1.5, "{v}");
+    assert_eq!(v["held"], 1.5, "{v}");
+    assert_eq!(v["charged"], 0.0, "{v}");
     assert_eq!(app.balance(&carol).await, 0.5);
-    assert_eq!(app.balance(&provider).await, 1.5);
+    assert_eq!(app.balance(&provider).await, 0.0);
     let inv = inventory(&moto);
     assert_eq!(inv["instances"][0]["state"], "terminated", "{inv}");
     let operator = app.operator().await;
@@ -628,6 +664,418 @@ async fn an_exhausted_balance_stops_then_reclaims(backend: Backend) {
         .get("/v1/admin/ledger/audit", Some(&operator), &[])
         .await;
     assert_eq!(audit.ok()["balanced"], true, "{}", audit.ok());
+}
+
+/// `YYYY-MM-DD` of today (UTC) plus `days`.
+fn day(days: i64) -> String {
+    let d = time::OffsetDateTime::now_utc().date() + time::Duration::days(days);
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+fn millis_of(v: &Value, field: &str) -> i64 {
+    let text = v[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("{field} in {v}"));
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .expect("an RFC 3339 time");
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).expect("millis")
+}
+
+/// Minor units as Cost Explorer writes amounts.
+fn amount(minor: i64) -> String {
+    format!("{}.{:02}", minor / 100, minor % 100)
+}
+
+/// One Cost Explorer answer: a day's cost and usage of each `(resource, amount, currency)`.
+fn cost_and_usage(start: &str, end: &str, groups: &[(&str, String, &str)]) -> Value {
+    let groups: Vec<Value> = groups
+        .iter()
+        .map(|(resource, amount, currency)| {
+            json!({"Keys": [resource], "Metrics": {
+                "UnblendedCost": {"Amount": amount, "Unit": currency},
+                "UsageQuantity": {"Amount": "2.5", "Unit": "Hrs"}}})
+        })
+        .collect();
+    json!({"ResultsByTime": [{"TimePeriod": {"Start": start, "End": end}, "Groups": groups,
+                              "Total": {}, "Estimated": false}],
+           "DimensionValueAttributes": []})
+}
+
+/// What the platform meters for an order that ended: `per_period` minor units an hour of
+/// `hour_ms`, pro rata to the millisecond, rounded half up (domain::compute_billing::metered).
+fn metered_of(v: &Value, per_period: i64, hour_ms: i64) -> i64 {
+    let ms = millis_of(v, "endedAt") - millis_of(v, "activeAt");
+    (per_period * ms * 2 + hour_ms) / (2 * hour_ms)
+}
+
+/// Bill synchronisation: the provider's bills, configured in moto's Cost Explorer, are synced
+/// by two syncs at once and again later, each line stored and charged exactly once, through
+/// the offering's billing plugin (flat-fee) or the native rule; the ledger balances, and the
+/// reconciliation report lists the line without an order, the line in another currency, the
+/// order without lines and the planted discrepancy — and nothing else.
+async fn bills_are_synced_once_matched_charged_and_reconciled(backend: Backend) {
+    const HOUR_MS: i64 = 1_000;
+    let moto = Moto::start();
+    let app = compute_app_with(backend, &moto, |c| {
+        // One-second hours make the metering visible within a test.
+        c.compute.hour_ms = 1_000;
+        c.compute.bill_sync_interval_ms = 0;
+        // Reserves are released by the first sync after an order ends.
+        c.compute.bill_wait_ms = 0;
+        c.platform_fee_bps = 200;
+    })
+    .await;
+    app.installed("billing-flat-fee").await;
+    let (provider, _) = certified(&app, "cloudco").await;
+    let carol = app.user("carol").await;
+    app.credit("carol", 1000.0, "c-1").await.ok();
+    let host = app
+        .post(
+            "/v1/compute/offerings",
+            Some(&provider),
+            &json!({"resourceType": "cloud_host", "region": "us-east-1",
+                    "spec": {"instanceType": "t3.micro", "imageId": IMAGE}, "price": 1.5,
+                    "plugin": "aws-compute", "config": aws_config(&moto),
+                    "billing": {"plugin": "flat-fee", "config": {"feeBps": 1000}}}),
+        )
+        .await;
+    let host = host.ok()["offeringId"]
+        .as_str()
+        .expect("offeringId")
+        .to_owned();
+    let listed = app.get("/v1/compute/offerings", Some(&carol), &[]).await;
+    assert!(
+        listed.ok()["offerings"]
+            .as_array()
+            .expect("offerings")
+            .iter()
+            .any(|o| o["billing"]["plugin"] == "flat-fee"),
+        "{}",
+        listed.ok()
+    );
+    // A billing plugin that is not installed is refused by name.
+    app.post(
+        "/v1/compute/offerings",
+        Some(&provider),
+        &json!({"resourceType": "cloud_host", "region": "us-east-1", "spec": {}, "price": 1,
+                "plugin": "aws-compute", "config": aws_config(&moto),
+                "billing": {"plugin": "no-such-rule"}}),
+    )
+    .await
+    .expect_error(400, "INVALID_ARGUMENT");
+    let files = offering(
+        &app,
+        &provider,
+        "file_service",
+        json!({}),
+        "aws-compute",
+        aws_config(&moto),
+    )
+    .await;
+    let bucket = offering(
+        &app,
+        &provider,
+        "storage_service",
+        json!({}),
+        "aws-compute",
+        aws_config(&moto),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for (i, o) in [&host, &files, &bucket].into_iter().enumerate() {
+        let r = order(&app, &carol, o, &format!("k-{i}")).await;
+        ids.push(r.ok()["orderId"].as_str().expect("orderId").to_owned());
+    }
+    for id in &ids {
+        wait_for(&app, &carol, id, "ACTIVE").await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for id in &ids[..2] {
+        app.send(
+            app.client
+                .delete(app.url(&format!("/v1/compute/orders/{id}")))
+                .header("X-Auth-Token", &carol),
+        )
+        .await
+        .ok();
+    }
+    let h = wait_for(&app, &carol, &ids[0], "RECLAIMED").await;
+    let f = wait_for(&app, &carol, &ids[1], "RECLAIMED").await;
+    let b = wait_for(&app, &carol, &ids[2], "ACTIVE").await;
+    let (h_res, f_res, b_res) = (
+        h["providerResourceId"]
+            .as_str()
+            .expect("host id")
+            .to_owned(),
+        f["providerResourceId"]
+            .as_str()
+            .expect("file system id")
+            .to_owned(),
+        b["providerResourceId"].as_str().expect("bucket").to_owned(),
+    );
+    // The host is billed what the platform metered; the file service ten times that (the
+    // planted discrepancy); a resource no order has, and one line in dollars.
+    let a_h = metered_of(&h, 150, HOUR_MS);
+    let metered_f = metered_of(&f, 150, HOUR_MS);
+    let a_f = metered_f * 10;
+    assert!(a_h > 0 && metered_f > 0, "{h} {f}");
+    let today = day(0);
+    let tomorrow = day(1);
+    let answer = cost_and_usage(
+        &today,
+        &tomorrow,
+        &[
+            (h_res.as_str(), amount(a_h), "CNY"),
+            // Listed twice: stored once.
+            (h_res.as_str(), amount(a_h), "CNY"),
+            (f_res.as_str(), amount(a_f), "CNY"),
+            ("i-0123456789abcdef0", "3.00".into(), "CNY"),
+            ("i-0fedcba9876543210", "1.00".into(), "USD"),
+        ],
+    );
+    moto.set_cost_and_usage(&json!([answer, answer, answer]).to_string());
+
+    let operator = app.operator().await;
+    // Only operators sync, and a window runs forwards.
+    app.post("/v1/admin/compute/bill-sync", Some(&carol), &json!({}))
+        .await
+        .expect_error(403, "FORBIDDEN");
+    app.post(
+        "/v1/admin/compute/bill-sync",
+        Some(&operator),
+        &json!({"from": tomorrow, "to": today}),
+    )
+    .await
+    .expect_error(400, "INVALID_ARGUMENT");
+    app.post(
+        "/v1/admin/compute/bill-sync",
+        Some(&operator),
+        &json!({"provider": "nobody"}),
+    )
+    .await
+    .expect_error(404, "NOT_FOUND");
+
+    // Two syncs at once: every line stored once, each chargeable line charged once.
+    let window = json!({"from": day(-1), "to": day(2)});
+    let (first, second) = tokio::join!(
+        app.post("/v1/admin/compute/bill-sync", Some(&operator), &window),
+        app.post("/v1/admin/compute/bill-sync", Some(&operator), &window),
+    );
+    let (first, second) = (first.ok().clone(), second.ok().clone());
+    let sum =
+        |field: &str| first[field].as_u64().unwrap_or(99) + second[field].as_u64().unwrap_or(99);
+    assert_eq!(sum("providers"), 2, "{first} {second}");
+    assert_eq!(sum("listed"), 10, "{first} {second}");
+    assert_eq!(sum("new"), 4, "{first} {second}");
+    assert_eq!(sum("charged"), 2, "{first} {second}");
+    assert_eq!(sum("rejected"), 1, "{first} {second}");
+    assert_eq!(sum("unpaid"), 0, "{first} {second}");
+    assert!(sum("unmatched") >= 1, "{first} {second}");
+    assert_eq!(first["failures"], json!([]), "{first}");
+
+    let fee_h = (a_h * 1000 + 5_000) / 10_000; // flat-fee: 10 %, half up
+    let fee_f = a_f * 200 / 10_000; // native: 2 %, rounded down
+    let cents = |minor: i64| minor as f64 / 100.0;
+    let check_books = async || {
+        // Carol paid both bills; the bucket's first month is still held; the hosts' reserves
+        // came back.
+        assert_eq!(app.balance(&carol).await, cents(100_000 - 150 - a_h - a_f));
+        assert_eq!(
+            app.balance(&provider).await,
+            cents(a_h - fee_h + a_f - fee_f)
+        );
+        for (id, billed) in [(&ids[0], a_h), (&ids[1], a_f)] {
+            let v = app
+                .get(&format!("/v1/compute/orders/{id}"), Some(&carol), &[])
+                .await;
+            assert_eq!(
+                (v.ok()["charged"].clone(), v.ok()["held"].clone()),
+                (json!(cents(billed)), json!(0.0))
+            );
+        }
+        let audit = app
+            .get("/v1/admin/ledger/audit", Some(&operator), &[])
+            .await;
+        assert_eq!(audit.ok()["balanced"], true, "{}", audit.ok());
+    };
+    check_books().await;
+
+    // Synced again: nothing new, nothing charged twice.
+    let again = app
+        .post("/v1/admin/compute/bill-sync", Some(&operator), &window)
+        .await;
+    let again = again.ok().clone();
+    assert_eq!(
+        (
+            again["listed"].clone(),
+            again["new"].clone(),
+            again["charged"].clone()
+        ),
+        (json!(5), json!(0), json!(0)),
+        "{again}"
+    );
+    assert_eq!(again["unmatched"], 1, "{again}");
+    check_books().await;
+
+    let report = app
+        .get(
+            "/v1/admin/compute/reconciliation",
+            Some(&operator),
+            &[("from", &day(-1)), ("to", &day(2))],
+        )
+        .await;
+    let report = report.ok().clone();
+    let resources = |list: &str, field: &str| -> Vec<String> {
+        report[list]
+            .as_array()
+            .unwrap_or_else(|| panic!("{list} in {report}"))
+            .iter()
+            .map(|x| x[field].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        resources("linesWithoutOrder", "resourceId"),
+        ["i-0123456789abcdef0"],
+        "{report}"
+    );
+    assert_eq!(
+        resources("rejectedLines", "resourceId"),
+        ["i-0fedcba9876543210"],
+        "{report}"
+    );
+    assert!(
+        report["rejectedLines"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("USD"),
+        "{report}"
+    );
+    assert_eq!(
+        resources("unpaidLines", "resourceId"),
+        Vec::<String>::new(),
+        "{report}"
+    );
+    assert_eq!(
+        resources("ordersWithoutLines", "orderId"),
+        [ids[2].clone()],
+        "{report}"
+    );
+    assert_eq!(
+        resources("ordersWithoutLines", "providerResourceId"),
+        [b_res],
+        "{report}"
+    );
+    assert_eq!(
+        resources("amountMismatches", "orderId"),
+        [ids[1].clone()],
+        "{report}"
+    );
+    let m = &report["amountMismatches"][0];
+    assert_eq!(m["billed"], json!(cents(a_f)), "{report}");
+    assert_eq!(m["metered"], json!(cents(metered_f)), "{report}");
+    assert_eq!(m["differenceBps"], 90_000, "{report}");
+    assert_eq!(report["totals"]["lines"], 4, "{report}");
+    // A tolerance wide enough lets the discrepancy pass.
+    let wide = app
+        .get(
+            "/v1/admin/compute/reconciliation",
+            Some(&operator),
+            &[
+                ("from", &day(-1)),
+                ("to", &day(2)),
+                ("toleranceBps", "100000"),
+            ],
+        )
+        .await;
+    assert_eq!(wide.ok()["amountMismatches"], json!([]), "{}", wide.ok());
+    app.get(
+        "/v1/admin/compute/reconciliation",
+        Some(&operator),
+        &[("toleranceBps", "a lot")],
+    )
+    .await
+    .expect_error(400, "INVALID_ARGUMENT");
+    app.get("/v1/admin/compute/reconciliation", Some(&carol), &[])
+        .await
+        .expect_error(403, "FORBIDDEN");
+}
+
+/// The scheduled job syncs the last days' bills without being asked; a line whose user cannot
+/// pay waits as `unpaid` (the balance never goes negative) and is charged once the balance
+/// covers it.
+async fn the_scheduled_job_syncs_and_unpaid_lines_wait(backend: Backend) {
+    let moto = Moto::start();
+    let HostOrder {
+        app,
+        provider,
+        carol,
+        id,
+        view: v,
+    } = active_host_order(backend, &moto, 2.0, |c| {
+        c.compute.bill_sync_interval_ms = 300;
+    })
+    .await;
+    let resource = v["providerResourceId"]
+        .as_str()
+        .expect("resource")
+        .to_owned();
+    // Yesterday's bill is 9.00: the hold (1.50) and the balance (0.50) do not cover it.
+    let answer = cost_and_usage(
+        &day(-1),
+        &day(0),
+        &[(resource.as_str(), "9.00".into(), "CNY")],
+    );
+    moto.set_cost_and_usage(&json!([answer, answer, answer, answer, answer, answer]).to_string());
+    let operator = app.operator().await;
+    let unpaid = poll_report(&app, &operator, |r| {
+        r["unpaidLines"].as_array().is_some_and(|l| l.len() == 1)
+    })
+    .await;
+    assert_eq!(unpaid["unpaidLines"][0]["orderId"], json!(id), "{unpaid}");
+    assert_eq!(app.balance(&carol).await, 0.5);
+    assert_eq!(app.balance(&provider).await, 0.0);
+    // Once carol tops up, a later scheduled sync charges the line.
+    app.credit("carol", 10.0, "c-2").await.ok();
+    let started = Instant::now();
+    loop {
+        let v = app
+            .get(&format!("/v1/compute/orders/{id}"), Some(&carol), &[])
+            .await
+            .ok()
+            .clone();
+        if v["charged"] == 9.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never charged: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.balance(&provider).await, 9.0);
+    let audit = app
+        .get("/v1/admin/ledger/audit", Some(&operator), &[])
+        .await;
+    assert_eq!(audit.ok()["balanced"], true, "{}", audit.ok());
+}
+
+/// Polls the default reconciliation report until `done` holds (panics after 30 s).
+async fn poll_report(app: &TestApp, operator: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let r = app
+            .get("/v1/admin/compute/reconciliation", Some(operator), &[])
+            .await;
+        let v = r.ok().clone();
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "report never got there: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 macro_rules! on_both {
@@ -657,4 +1105,6 @@ on_both!(
     a_provider_plugin_that_traps_or_loops_fails_the_order,
     kill_during_provisioning,
     an_exhausted_balance_stops_then_reclaims,
+    bills_are_synced_once_matched_charged_and_reconciled,
+    the_scheduled_job_syncs_and_unpaid_lines_wait,
 );

@@ -9,12 +9,15 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::error::{ApiError, ApiResult, Data};
-use super::extract::{Auth, Enterprise, ValidJson, ValidQuery, request_schemas};
+use super::extract::{Auth, Enterprise, Operator, ValidJson, ValidQuery, request_schemas};
 use super::subscriptions::call_context;
 use super::{AppState, Input, Route, RouteDoc};
 use crate::domain::compute::{
     ActionRequest, OfferingCreated, OfferingRequest, OfferingsPage, OrderCreated, OrderRequest,
     OrderView, OrdersPage, OrdersQuery,
+};
+use crate::domain::compute_billing::{
+    BillSyncReport, BillSyncRequest, Reconciliation, ReconciliationQuery,
 };
 
 /// `GET /v1/compute/offerings` query.
@@ -30,6 +33,8 @@ request_schemas! {
     OrderRequest => "compute.order.json",
     OrdersQuery => "compute.orders.json",
     ActionRequest => "compute.action.json",
+    BillSyncRequest => "admin.computeBillSync.json",
+    ReconciliationQuery => "admin.computeReconciliation.json",
 }
 
 /// The `{orderId}` of a path.
@@ -117,6 +122,24 @@ async fn reclaim(
     Ok(Data(app.services.compute.reclaim(&caller, &id).await?))
 }
 
+async fn bill_sync(
+    State(app): State<AppState>,
+    Operator(caller): Operator,
+    ValidJson(req): ValidJson<BillSyncRequest>,
+) -> ApiResult<BillSyncReport> {
+    Ok(Data(app.services.compute.sync_bills(&caller, req).await?))
+}
+
+async fn reconciliation(
+    State(app): State<AppState>,
+    Operator(caller): Operator,
+    ValidQuery(q): ValidQuery<ReconciliationQuery>,
+) -> ApiResult<Reconciliation> {
+    Ok(Data(
+        app.services.compute.reconciliation(&caller, &q).await?,
+    ))
+}
+
 pub fn routes() -> Vec<Route> {
     let doc = |method, path, summary, input| RouteDoc {
         method,
@@ -190,6 +213,24 @@ pub fn routes() -> Vec<Route> {
                 Input::Body("compute.action.json"),
             ),
             handler: post(act),
+        },
+        Route {
+            doc: doc(
+                Method::POST,
+                "/v1/admin/compute/bill-sync",
+                "Synchronise the compute providers' bills now: list, store once, match to orders, charge through the offering's billing rule",
+                Input::Body("admin.computeBillSync.json"),
+            ),
+            handler: post(bill_sync),
+        },
+        Route {
+            doc: doc(
+                Method::GET,
+                "/v1/admin/compute/reconciliation",
+                "Compute bills against the platform's metering: lines without an order, orders without lines, amounts beyond the tolerance",
+                Input::Query("admin.computeReconciliation.json"),
+            ),
+            handler: get(reconciliation),
         },
     ]
 }

@@ -15,13 +15,15 @@
 //! Money is prepaid per period (an hour; a GiB-month for storage services): ordering holds
 //! the first period, and an active order holds each further period when it starts. When the
 //! balance cannot cover the next period the resource is stopped; it is reclaimed when the
-//! grace period passes without the balance covering it. At the end the periods used are
-//! charged (user → provider share + platform fee) and the rest of the hold is released.
+//! grace period passes without the balance covering it. The charge is the provider's bill
+//! (`compute_billing`): at the end the hold is released except a reserve for the bills still
+//! to come.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::DomainError;
+use super::compute_billing::OfferingBilling;
 use super::money::Money;
 
 /// A compute resource type (§4.1).
@@ -266,6 +268,9 @@ pub struct OfferingRequest {
     pub config: Value,
     #[serde(default)]
     pub code: Option<String>,
+    /// The billing rule that prices the provider's bill lines (the native rule when absent).
+    #[serde(default)]
+    pub billing: Option<OfferingBilling>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -286,6 +291,7 @@ pub struct Offering {
     pub plugin_id: String,
     pub config: Value,
     pub code: Option<String>,
+    pub billing: Option<OfferingBilling>,
     pub created_at: i64,
 }
 
@@ -301,6 +307,7 @@ pub struct OfferingView {
     pub price_unit: PriceUnit,
     pub plugin: String,
     pub code: Option<String>,
+    pub billing: Option<OfferingBilling>,
     pub created_at: String,
 }
 

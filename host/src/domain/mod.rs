@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod billing;
 pub mod compute;
+pub mod compute_billing;
 pub mod delivery;
 pub mod demand;
 pub mod gateway;

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use liutong_plugin_runtime::PluginKind;
+
 use super::plugins::PluginHost;
 use super::plugins::provider::{ProviderFailure, ResourceInfo};
 use super::{ServiceError, ServiceResult, page_number};
@@ -18,8 +20,9 @@ use crate::domain::compute::{
     OrderCreated, OrderEvent, OrderRequest, OrderState, OrderView, OrdersPage, OrdersQuery,
     PriceUnit, ResourceAction, is_retriable, merged_spec, period_price, periods_used,
 };
+use crate::domain::compute_billing::end_reserve;
 use crate::domain::ledger::{
-    AccountKind, COMPUTE_HOLDS_ACCOUNT, FEES_ACCOUNT, LedgerTransaction, Posting, TransactionKind,
+    AccountKind, COMPUTE_HOLDS_ACCOUNT, LedgerTransaction, Posting, TransactionKind,
 };
 use crate::domain::money::Money;
 use crate::domain::notifications::backoff;
@@ -27,6 +30,8 @@ use crate::domain::timefmt::{from_millis, now_millis, to_rfc3339};
 use crate::domain::{Caller, DomainError, Role, new_id};
 use crate::store::Store;
 use crate::store::compute::{OrderStart, OrderUpdate};
+
+mod billing;
 
 /// Orders taken per worker round.
 const BATCH: i64 = 32;
@@ -37,6 +42,8 @@ pub struct Compute {
     plugins: PluginHost,
     config: ComputeConfig,
     fee_bps: u32,
+    /// The ledger's currency: bill lines in another are not charged.
+    currency: String,
     wake: Arc<tokio::sync::Notify>,
 }
 
@@ -80,6 +87,7 @@ fn offering_view(o: Offering, provider: String) -> OfferingView {
         price_unit: o.resource_type.price_unit(),
         plugin: o.plugin_id,
         code: o.code,
+        billing: o.billing,
         created_at: to_rfc3339(from_millis(o.created_at)),
     }
 }
@@ -106,12 +114,19 @@ pub fn order_view(o: Order) -> OrderView {
 }
 
 impl Compute {
-    pub fn new(store: Store, plugins: PluginHost, config: ComputeConfig, fee_bps: u32) -> Self {
+    pub fn new(
+        store: Store,
+        plugins: PluginHost,
+        config: ComputeConfig,
+        fee_bps: u32,
+        currency: String,
+    ) -> Self {
         Compute {
             store,
             plugins,
             config,
             fee_bps,
+            currency,
             wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
@@ -159,6 +174,18 @@ impl Compute {
         // The plugin must exist as a provider plugin now; the offering names it by id, so a
         // later version serves the offering's next orders.
         self.plugins.provider_plugin(&req.plugin).await?;
+        if let Some(billing) = &req.billing {
+            if !billing.config.is_object() {
+                return Err(ServiceError::invalid(
+                    "/billing/config",
+                    "must be a JSON object",
+                ));
+            }
+            let registry = self.plugins.refresh(false).await?;
+            self.plugins
+                .pick_one(&registry, PluginKind::Billing, &billing.plugin)
+                .map_err(|m| ServiceError::invalid("/billing/plugin", m))?;
+        }
         let offering = Offering {
             id: new_id("cof_"),
             provider_account_id: caller.account_id.to_string(),
@@ -169,6 +196,7 @@ impl Compute {
             plugin_id: req.plugin,
             config: req.config,
             code: req.code,
+            billing: req.billing,
             created_at: now_millis(),
         };
         self.store.insert_offering(&offering).await?;
@@ -428,55 +456,39 @@ impl Compute {
             .ok_or_else(|| ServiceError::Internal(format!("order {} lost its offering", order.id)))
     }
 
-    /// What ending `order` posts: the periods it used (from ACTIVE to `ended`, none if it
-    /// never was) charged from its hold — the provider's share to the provider, the platform
-    /// fee to the fees account — and the rest of the hold back to the user. With the amount
-    /// charged.
+    /// What ending `order` posts: its hold back to the user, except the reserve kept for the
+    /// provider's bills still to come — what the periods it used (from ACTIVE to `ended`,
+    /// none if it never was) come to, less what its bills charged already. The bills are the
+    /// charge (`compute_billing`); the reserve is released when `bill_wait_ms` passes. With
+    /// the amount released.
     fn settlement(
         &self,
         order: &Order,
         ended: Option<(i64, &Offering)>,
     ) -> ServiceResult<(Vec<LedgerTransaction>, Money)> {
-        let charge = match (ended, order.active_at) {
+        let used = match (ended, order.active_at) {
             (Some((at, offering)), Some(active_at)) => {
                 let period = self.period_ms(offering.resource_type.price_unit());
                 let used = periods_used(active_at, at, period).min(order.paid_periods.max(0));
                 let per = period_price(offering.resource_type, offering.price, &order.spec);
-                Money::from_minor(per.minor().saturating_mul(used)).min(order.held)
+                Money::from_minor(per.minor().saturating_mul(used))
             }
             _ => Money::ZERO,
         };
+        let reserve = end_reserve(order.held, used, order.charged);
+        let release = order.held - reserve;
         let mut out = Vec::new();
-        if !charge.is_zero() {
-            let provider = ended
-                .map(|(_, o)| o.provider_account_id.as_str())
-                .unwrap_or_default();
-            let fee = Money::from_minor(
-                i64::try_from(i128::from(charge.minor()) * i128::from(self.fee_bps) / 10_000)
-                    .unwrap_or(0),
-            );
-            out.push(transaction(
-                TransactionKind::Usage,
-                &order.id,
-                vec![
-                    system(COMPUTE_HOLDS_ACCOUNT, -charge),
-                    user(provider, charge - fee),
-                    system(FEES_ACCOUNT, fee),
-                ],
-            )?);
-        }
-        let rest = order.held - charge;
-        if !rest.is_zero() {
+        if !release.is_zero() {
             out.push(transaction(
                 TransactionKind::Release,
                 &order.id,
                 vec![
-                    system(COMPUTE_HOLDS_ACCOUNT, -rest),
-                    user(&order.account_id, rest),
+                    system(COMPUTE_HOLDS_ACCOUNT, -release),
+                    user(&order.account_id, release),
                 ],
             )?);
         }
-        Ok((out, charge))
+        Ok((out, release))
     }
 
     /// One worker round: moves every due order one step, then checks the prepaid periods of
@@ -645,7 +657,7 @@ impl Compute {
                         .await?;
                 } else {
                     tracing::warn!(order = %order.id, attempts, error = %message, "provisioning failed");
-                    let (ledger, charged) = self.settlement(order, Some((now, offering)))?;
+                    let (ledger, released) = self.settlement(order, Some((now, offering)))?;
                     self.store
                         .update_order(
                             &OrderUpdate {
@@ -661,7 +673,7 @@ impl Compute {
                                 now,
                             },
                             &ledger,
-                            Some(charged),
+                            Some(released),
                         )
                         .await?;
                 }
@@ -681,7 +693,7 @@ impl Compute {
         let from = OrderState::Reclaiming;
         match result {
             Ok(()) => {
-                let (ledger, charged) = self.settlement(order, Some((now, offering)))?;
+                let (ledger, released) = self.settlement(order, Some((now, offering)))?;
                 self.store
                     .update_order(
                         &OrderUpdate {
@@ -697,10 +709,10 @@ impl Compute {
                             now,
                         },
                         &ledger,
-                        Some(charged),
+                        Some(released),
                     )
                     .await?;
-                tracing::info!(order = %order.id, %charged, "compute order reclaimed");
+                tracing::info!(order = %order.id, %released, "compute order reclaimed");
             }
             Err(failure) => {
                 // A resource is never given up: reclaiming retries until the provider

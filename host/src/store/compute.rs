@@ -9,6 +9,7 @@ use sqlx::any::AnyRow;
 use super::ledger::{PostOutcome, post};
 use super::{Constraint, Store, StoreError};
 use crate::domain::compute::{Offering, Order, OrderState, ResourceType};
+use crate::domain::compute_billing::OfferingBilling;
 use crate::domain::ledger::LedgerTransaction;
 use crate::domain::money::Money;
 
@@ -17,19 +18,19 @@ pub const ORDER_IDEMPOTENCY_KEY_TAKEN: Constraint = Constraint {
     sqlite_columns: "compute_orders.account_id, compute_orders.idempotency_key",
 };
 
-const OFFERING_COLUMNS: &str = "id, provider_account_id, resource_type, region, spec, \
-     price_minor, plugin_id, config, code, created_at";
+pub(super) const OFFERING_COLUMNS: &str = "id, provider_account_id, resource_type, region, spec, \
+     price_minor, plugin_id, config, code, billing_plugin, billing_config, created_at";
 
-const ORDER_COLUMNS: &str = "id, offering_id, account_id, idempotency_key, client_token, spec, \
+pub(super) const ORDER_COLUMNS: &str = "id, offering_id, account_id, idempotency_key, client_token, spec, \
      state, provider_resource_id, resource_state, endpoint, error, attempts, next_attempt_at, \
      held_minor, charged_minor, paid_periods, suspended_at, created_at, updated_at, active_at, \
      ended_at";
 
-fn json(text: &str, what: &str) -> Result<serde_json::Value, StoreError> {
+pub(super) fn json(text: &str, what: &str) -> Result<serde_json::Value, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-fn offering_from_row(row: &AnyRow) -> Result<Offering, StoreError> {
+pub(super) fn offering_from_row(row: &AnyRow) -> Result<Offering, StoreError> {
     let resource_type: String = row.try_get("resource_type")?;
     Ok(Offering {
         id: row.try_get("id")?,
@@ -42,11 +43,28 @@ fn offering_from_row(row: &AnyRow) -> Result<Offering, StoreError> {
         plugin_id: row.try_get("plugin_id")?,
         config: json(&row.try_get::<String, _>("config")?, "offering config")?,
         code: row.try_get("code")?,
+        billing: billing_from_row(row)?,
         created_at: row.try_get("created_at")?,
     })
 }
 
-fn order_from_row(row: &AnyRow) -> Result<Order, StoreError> {
+/// The offering's billing rule, from `billing_plugin` and `billing_config` of a row.
+pub(super) fn billing_from_row(row: &AnyRow) -> Result<Option<OfferingBilling>, StoreError> {
+    let plugin: Option<String> = row.try_get("billing_plugin")?;
+    plugin
+        .map(|plugin| {
+            Ok(OfferingBilling {
+                plugin,
+                config: json(
+                    &row.try_get::<String, _>("billing_config")?,
+                    "billing config",
+                )?,
+            })
+        })
+        .transpose()
+}
+
+pub(super) fn order_from_row(row: &AnyRow) -> Result<Order, StoreError> {
     let state: String = row.try_get("state")?;
     let endpoint: Option<String> = row.try_get("endpoint")?;
     Ok(Order {
@@ -103,8 +121,8 @@ impl Store {
     pub async fn insert_offering(&self, o: &Offering) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO compute_offerings (id, provider_account_id, resource_type, region, spec, \
-             price_minor, plugin_id, config, code, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             price_minor, plugin_id, config, code, billing_plugin, billing_config, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&o.id)
         .bind(&o.provider_account_id)
@@ -115,6 +133,12 @@ impl Store {
         .bind(&o.plugin_id)
         .bind(o.config.to_string())
         .bind(&o.code)
+        .bind(o.billing.as_ref().map(|b| b.plugin.as_str()))
+        .bind(
+            o.billing
+                .as_ref()
+                .map_or_else(|| "{}".to_owned(), |b| b.config.to_string()),
+        )
         .bind(o.created_at)
         .execute(&self.pool)
         .await?;
@@ -321,13 +345,14 @@ impl Store {
     }
 
     /// Moves an order from `u.from` to `u.to` with what the provider answered, and posts
-    /// `ledger` (the settlement of an order that ends) in the same transaction. `false`: the
-    /// order was not in `u.from` any more (someone else moved it); nothing was written.
+    /// `ledger` (the release of the hold of an order that ends) in the same transaction,
+    /// taking `release` off the order's hold. `false`: the order was not in `u.from` any more
+    /// (someone else moved it), or a bill charged its hold meanwhile; nothing was written.
     pub async fn update_order(
         &self,
         u: &OrderUpdate<'_>,
         ledger: &[LedgerTransaction],
-        charged: Option<Money>,
+        release: Option<Money>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let active_at =
@@ -340,8 +365,8 @@ impl Store {
              endpoint = COALESCE($6, endpoint), error = $7, attempts = $8, \
              next_attempt_at = $9, updated_at = $10, \
              active_at = COALESCE(active_at, $11), ended_at = COALESCE(ended_at, $12), \
-             charged_minor = COALESCE($13, charged_minor) \
-             WHERE id = $1 AND state = $2",
+             held_minor = held_minor - $13 \
+             WHERE id = $1 AND state = $2 AND held_minor >= $13",
         )
         .bind(u.id)
         .bind(u.from.as_str())
@@ -355,7 +380,7 @@ impl Store {
         .bind(u.now)
         .bind(active_at)
         .bind(ended_at)
-        .bind(charged.map(Money::minor))
+        .bind(release.unwrap_or(Money::ZERO).minor())
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {

@@ -175,8 +175,8 @@ impl Store {
                  AS subscription_mismatches, \
                CAST((CASE WHEN (SELECT COALESCE(SUM(balance), 0) FROM ledger_balances \
                            WHERE account = 'system:compute-holds') \
-                        = (SELECT COALESCE(SUM(held_minor), 0) FROM compute_orders \
-                           WHERE state NOT IN ('RECLAIMED', 'FAILED')) THEN 0 ELSE 1 END) AS BIGINT) \
+                        = (SELECT COALESCE(SUM(held_minor), 0) FROM compute_orders) \
+                        THEN 0 ELSE 1 END) AS BIGINT) \
                  AS compute_mismatches",
         )
         .fetch_one(&self.pool)

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod compute;
+pub mod compute_bills;
 pub mod delivery;
 pub mod demands;
 pub mod gateway;
