@@ -6,13 +6,24 @@
 //!    per second;
 //! 2. compute orders through liutong at the same concurrency: each order posted
 //!    (`POST /v1/compute/orders`, first period held on the ledger), provisioned by the
-//!    background worker through the `aws-compute` provider plugin (a tag lookup and a
-//!    SigV4-signed `RunInstances`), and polled until `ACTIVE`: orders driven to ACTIVE per
-//!    second. Afterwards the check that moto holds exactly one instance per order and that the
-//!    ledger audit is balanced.
+//!    background worker through the `aws-compute` provider plugin (a SigV4-signed
+//!    `RunInstances`), and polled until `ACTIVE`: orders driven to ACTIVE per second. Twice:
+//!    with the plugin's `idempotency: "client-token"` (the same single `RunInstances` call as
+//!    the direct path, as on AWS) and with its default `"tag-lookup"` (a `DescribeInstances`
+//!    by tag first, which moto answers by scanning every instance it holds). Afterwards the
+//!    check that moto holds exactly one instance per order and that the ledger audit is
+//!    balanced.
+//!
+//! 3. bill lines synced per second: moto's Cost Explorer answers LIUTONG_BENCH_BILL_LINES
+//!    (100 000) lines over the orders' resources, in pages of 1 000; one
+//!    `POST /v1/admin/compute/bill-sync` lists them through the plugin, stores each once,
+//!    matches and charges every one (a ledger posting each); a second sync of the same answer
+//!    lists and finds them all stored (the listing's own cost). Afterwards the check that every
+//!    line was charged once and the ledger audit is balanced.
 //!
 //! Settings (environment): LIUTONG_BENCH_CONCURRENCY (32), LIUTONG_BENCH_ORDERS (320 per
-//! run), LIUTONG_TEST_POSTGRES (admin URL or "skip"), LIUTONG_BENCH_SQLITE ("skip").
+//! run), LIUTONG_BENCH_BILL_LINES (100000), LIUTONG_TEST_POSTGRES (admin URL or "skip"),
+//! LIUTONG_BENCH_SQLITE ("skip").
 //! Needs python3 with `moto[server]` (scripts/test.sh installs it).
 
 use std::path::{Path, PathBuf};
@@ -36,6 +47,54 @@ const CREDENTIAL_ENV: &str = "CARGO_PKG_NAME";
 struct Settings {
     concurrency: usize,
     orders: usize,
+    bill_lines: usize,
+}
+
+/// Lines per Cost Explorer page.
+const PAGE: usize = 1_000;
+
+/// moto's Cost Explorer answers for `n` lines over `resources`: line `i` bills resource
+/// `i % resources.len()` on day `i / resources.len()` (a unit of its own past 360 days), 0.01
+/// each, in pages of `PAGE` chained by `NextPageToken`. The window that holds them.
+fn bill_pages(resources: &[String], n: usize) -> (String, String, String) {
+    let start = time::Date::from_calendar_date(2026, time::Month::January, 1).expect("date");
+    let day = |d: usize| {
+        let t = start + time::Duration::days(i64::try_from(d % 360).expect("day"));
+        format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+    };
+    let pages: Vec<Value> = (0..n)
+        .step_by(PAGE)
+        .map(|first| {
+            let mut by_day: Vec<(usize, Vec<Value>)> = Vec::new();
+            for i in first..(first + PAGE).min(n) {
+                let d = i / resources.len();
+                let group = json!({"Keys": [resources[i % resources.len()]], "Metrics": {
+                    "UnblendedCost": {"Amount": "0.01", "Unit": "CNY"},
+                    "UsageQuantity": {"Amount": "24", "Unit": format!("Hrs-{}", d / 360)}}});
+                match by_day.last_mut() {
+                    Some((last, groups)) if *last == d => groups.push(group),
+                    _ => by_day.push((d, vec![group])),
+                }
+            }
+            let results: Vec<Value> = by_day
+                .into_iter()
+                .map(|(d, groups)| {
+                    json!({"TimePeriod": {"Start": day(d), "End": day(d + 1)}, "Groups": groups,
+                           "Total": {}, "Estimated": false})
+                })
+                .collect();
+            let mut page = json!({"ResultsByTime": results, "DimensionValueAttributes": []});
+            if first + PAGE < n {
+                page["NextPageToken"] = json!(format!("page-{}", first / PAGE + 1));
+            }
+            page
+        })
+        .collect();
+    (
+        serde_json::to_string(&pages).expect("pages"),
+        day(0),
+        format!("{:04}-12-31", start.year()),
+    )
 }
 
 /// The `aws-compute` package, signed by a fresh publisher whose key goes into `trust`.
@@ -91,9 +150,9 @@ fn start_liutong(database_url: String, dir: PathBuf, moto_authority: String) -> 
     })
 }
 
-/// A certified provider with a cloud-host offering on moto, and a funded user: (user token,
-/// offering id).
-async fn setup(api: &Api, moto: &str) -> (String, String) {
+/// A certified provider with two cloud-host offerings on moto (the plugin's idempotency by
+/// client token, and by tag lookup), and a funded user: (user token, [offering ids]).
+async fn setup(api: &Api, moto: &str) -> (String, [String; 2]) {
     let provider = api.user("cloudco").await;
     let form = reqwest::multipart::Form::new()
         .part(
@@ -135,20 +194,23 @@ async fn setup(api: &Api, moto: &str) -> (String, String) {
         json!({}),
     )
     .await;
-    let offering = api
-        .post(
+    let offering = async |idempotency: &str| {
+        api.post(
             "/v1/compute/offerings",
             Some(&provider),
             json!({"resourceType": "cloud_host", "region": "us-east-1",
                    "spec": {"instanceType": "t3.micro", "imageId": IMAGE}, "price": 0.01,
                    "plugin": "aws-compute",
                    "config": {"endpoint": moto, "accessKeySecret": "aws-access-key-id",
-                              "secretKeySecret": "aws-secret-access-key"}}),
+                              "secretKeySecret": "aws-secret-access-key",
+                              "idempotency": idempotency}}),
         )
         .await["offeringId"]
-        .as_str()
-        .expect("offeringId")
-        .to_owned();
+            .as_str()
+            .expect("offeringId")
+            .to_owned()
+    };
+    let offerings = [offering("client-token").await, offering("tag-lookup").await];
     let carol = api.user("carol").await;
     api.post(
         "/v1/admin/accounts/credit",
@@ -156,7 +218,7 @@ async fn setup(api: &Api, moto: &str) -> (String, String) {
         json!({"username": "carol", "amount": 10_000_000, "reference": "bench"}),
     )
     .await;
-    (carol, offering)
+    (carol, offerings)
 }
 
 /// `RunInstances` straight to moto (moto reads the service from the credential scope and
@@ -261,11 +323,11 @@ async fn run_backend(database: &str, database_url: &str, s: &Settings) {
         client: client.clone(),
         base: server.base.clone(),
     };
-    let (token, offering) = setup(&api, &endpoint).await;
+    let (token, offerings) = setup(&api, &endpoint).await;
     // Warm-up: connections, the plugin's first instantiations.
     for i in 0..8 {
         run_instance(&client, &endpoint).await;
-        order_to_active(&api, &token, &offering, format!("warm-{i}")).await;
+        order_to_active(&api, &token, &offerings[i % 2], format!("warm-{i}")).await;
     }
     let before = instances(&moto);
 
@@ -277,22 +339,26 @@ async fn run_backend(database: &str, database_url: &str, s: &Settings) {
         })
         .await
     };
-    let via = {
+    let mut via = Vec::new();
+    for (mode, offering) in offerings.iter().enumerate() {
         let (api, token, offering) = (api.clone(), token.clone(), offering.clone());
-        drive(s.orders, s.concurrency, move |i| {
-            let (api, token, offering) = (api.clone(), token.clone(), offering.clone());
-            async move { order_to_active(&api, &token, &offering, format!("o-{i}")).await }
-        })
-        .await
-    };
+        via.push(
+            drive(s.orders, s.concurrency, move |i| {
+                let (api, token, offering) = (api.clone(), token.clone(), offering.clone());
+                async move {
+                    order_to_active(&api, &token, &offering, format!("o-{mode}-{i}")).await
+                }
+            })
+            .await,
+        );
+    }
 
     // Exact: one instance per direct call and per order, no more.
-    assert_eq!(instances(&moto) - before, 2 * s.orders, "instances at moto");
+    assert_eq!(instances(&moto) - before, 3 * s.orders, "instances at moto");
     let operator = api.token("operator", OPERATOR_PASSWORD).await;
     let audit = api.get("/v1/admin/ledger/audit", &operator, &[]).await;
     assert_eq!(audit["balanced"], true, "{audit}");
     let direct_rate = s.orders as f64 / direct.as_secs_f64();
-    let via_rate = s.orders as f64 / via.as_secs_f64();
     println!(
         "| database | path | count | seconds | per second (c={}) |",
         s.concurrency
@@ -303,14 +369,81 @@ async fn run_backend(database: &str, database_url: &str, s: &Settings) {
         s.orders,
         direct.as_secs_f64()
     );
+    let mut ratios = Vec::new();
+    for (mode, took) in ["client-token", "tag-lookup"].iter().zip(&via) {
+        let rate = s.orders as f64 / took.as_secs_f64();
+        println!(
+            "| {database} | orders to ACTIVE through liutong ({mode}) | {} | {:.2} | {rate:.0} |",
+            s.orders,
+            took.as_secs_f64()
+        );
+        ratios.push(format!("{mode} {:.0} %", 100.0 * rate / direct_rate));
+    }
     println!(
-        "| {database} | orders to ACTIVE through liutong | {} | {:.2} | {via_rate:.0} |",
-        s.orders,
-        via.as_secs_f64()
+        "{database}: liutong at {} of direct; one instance per order, ledger balanced: exact",
+        ratios.join(", ")
+    );
+
+    // Bill lines over every order's resource.
+    let orders = api
+        .get(
+            "/v1/compute/orders",
+            &operator,
+            &[("state", "ACTIVE"), ("limit", "1000")],
+        )
+        .await;
+    let resources: Vec<String> = orders["orders"]
+        .as_array()
+        .expect("orders")
+        .iter()
+        .filter_map(|o| o["providerResourceId"].as_str().map(str::to_owned))
+        .collect();
+    let (pages, from, to) = bill_pages(&resources, s.bill_lines);
+    let sync = async || {
+        moto.set_cost_and_usage(&pages);
+        let started = Instant::now();
+        let report = api
+            .post(
+                "/v1/admin/compute/bill-sync",
+                Some(&operator),
+                json!({"from": from, "to": to}),
+            )
+            .await;
+        (started.elapsed(), report)
+    };
+    let (first, report) = sync().await;
+    let n = s.bill_lines as u64;
+    // The two offerings' configs differ: the provider's bill is listed once for each, and
+    // each line stored once.
+    assert_eq!(
+        (&report["new"], &report["charged"]),
+        (&json!(n), &json!(n)),
+        "{report}"
+    );
+    let listed = report["listed"].as_u64().unwrap_or_default();
+    let (again, report) = sync().await;
+    assert_eq!(
+        (&report["new"], &report["charged"]),
+        (&json!(0), &json!(0)),
+        "{report}"
+    );
+    let audit = api.get("/v1/admin/ledger/audit", &operator, &[]).await;
+    assert_eq!(audit["balanced"], true, "{audit}");
+    println!("| database | bill sync | lines (listed) | seconds | lines per second |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {database} | first: list, store, match, charge | {n} ({listed}) | {:.2} | {:.0} |",
+        first.as_secs_f64(),
+        n as f64 / first.as_secs_f64()
     );
     println!(
-        "{database}: liutong at {:.0} % of direct; one instance per order, ledger balanced: exact",
-        100.0 * via_rate / direct_rate
+        "| {database} | again: list, all stored already | {n} ({listed}) | {:.2} | {:.0} |",
+        again.as_secs_f64(),
+        n as f64 / again.as_secs_f64()
+    );
+    println!(
+        "{database}: {n} lines over {} resources charged once each, ledger balanced: exact",
+        resources.len()
     );
     drop(server);
 }
@@ -320,6 +453,7 @@ async fn main() {
     let s = Settings {
         concurrency: env_u64("LIUTONG_BENCH_CONCURRENCY", 32) as usize,
         orders: env_u64("LIUTONG_BENCH_ORDERS", 320) as usize,
+        bill_lines: env_u64("LIUTONG_BENCH_BILL_LINES", 100_000) as usize,
     };
     sqlx::any::install_default_drivers();
     on_each_backend(async |database, url| {

@@ -33,7 +33,10 @@ use crate::store::compute::{OrderStart, OrderUpdate};
 
 mod billing;
 
-/// Orders taken per worker round.
+/// Orders the worker moves at once (each mostly waits on its provider).
+const IN_FLIGHT: usize = 64;
+
+/// Active orders whose prepaid period is checked per round.
 const BATCH: i64 = 32;
 
 #[derive(Clone)]
@@ -45,6 +48,10 @@ pub struct Compute {
     /// The ledger's currency: bill lines in another are not charged.
     currency: String,
     wake: Arc<tokio::sync::Notify>,
+    /// Held while bill lines are charged: two syncs of one server take turns there (each line
+    /// is charged once either way; taking turns keeps their batches from waiting on each
+    /// other's row locks).
+    charging: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn user(account: &str, amount: Money) -> Posting {
@@ -128,6 +135,7 @@ impl Compute {
             fee_bps,
             currency,
             wake: Arc::new(tokio::sync::Notify::new()),
+            charging: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -491,46 +499,49 @@ impl Compute {
         Ok((out, release))
     }
 
-    /// One worker round: moves every due order one step, then checks the prepaid periods of
-    /// active orders. Returns how many orders it took.
-    pub async fn run_once(&self) -> ServiceResult<usize> {
-        let now = now_millis();
-        let due = self
-            .store
-            .claim_due_orders(now, now.saturating_add(millis(self.config.lease_ms)), BATCH)
-            .await?;
-        let n = due.len();
-        let mut steps = tokio::task::JoinSet::new();
-        for order in due {
-            let this = self.clone();
-            steps.spawn(async move {
-                let id = order.id.clone();
-                if let Err(e) = this.step(order).await {
-                    tracing::warn!(order = %id, error = %e, "compute order step failed");
-                }
-            });
-        }
-        while steps.join_next().await.is_some() {}
-        if let Err(e) = self.prepay().await {
-            tracing::warn!(error = %e, "compute prepaid check failed");
-        }
-        Ok(n)
-    }
-
-    /// The worker: a round at every wake-up and at least every `poll_interval_ms`, until
-    /// `shutdown` resolves.
+    /// The worker: keeps up to `IN_FLIGHT` orders moving at once, taking due orders whenever
+    /// one finishes, a new order wakes it, or `poll_interval_ms` passes; checks the prepaid
+    /// periods of active orders at most every `poll_interval_ms`. Until `shutdown` resolves;
+    /// the steps in flight then finish (one cut short would be resumed by the next server).
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let poll = Duration::from_millis(self.config.poll_interval_ms);
+        let mut steps = tokio::task::JoinSet::new();
+        let mut prepaid_at: Option<tokio::time::Instant> = None;
         loop {
-            match self.run_once().await {
-                Ok(n) if n as i64 == BATCH => continue,
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "compute worker round failed"),
+            let free = IN_FLIGHT.saturating_sub(steps.len());
+            if free > 0 {
+                let now = now_millis();
+                let lease_until = now.saturating_add(millis(self.config.lease_ms));
+                let limit = i64::try_from(free).unwrap_or(i64::MAX);
+                match self.store.claim_due_orders(now, lease_until, limit).await {
+                    Ok(due) => {
+                        for order in due {
+                            let this = self.clone();
+                            steps.spawn(async move {
+                                let id = order.id.clone();
+                                if let Err(e) = this.step(order).await {
+                                    tracing::warn!(order = %id, error = %e, "compute order step failed");
+                                }
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "claiming compute orders failed"),
+                }
+            }
+            if prepaid_at.is_none_or(|t| t.elapsed() >= poll) {
+                prepaid_at = Some(tokio::time::Instant::now());
+                if let Err(e) = self.prepay().await {
+                    tracing::warn!(error = %e, "compute prepaid check failed");
+                }
             }
             tokio::select! {
+                Some(_) = steps.join_next(), if !steps.is_empty() => {}
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(poll) => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {
+                    while steps.join_next().await.is_some() {}
+                    return;
+                }
             }
         }
     }

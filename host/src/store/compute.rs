@@ -277,8 +277,10 @@ impl Store {
     }
 
     /// Takes up to `limit` orders the worker has to move (pending states, due), each under a
-    /// lease until `lease_until`: a conditional update on the time read, so whoever moved it
-    /// first has it. A worker that dies leaves the lease to run out; the next one resumes.
+    /// lease until `lease_until`, in one statement. The update re-checks that each row is
+    /// still due (PostgreSQL re-evaluates the condition on a row another worker updated
+    /// first), so whoever moved an order first has it. A worker that dies leaves the lease to
+    /// run out; the next one resumes.
     pub async fn claim_due_orders(
         &self,
         now: i64,
@@ -286,37 +288,22 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<Order>, StoreError> {
         let sql = format!(
-            "SELECT {ORDER_COLUMNS} FROM compute_orders \
-             WHERE state IN ('REQUESTED', 'PROVISIONING', 'RECLAIMING') AND next_attempt_at <= $1 \
-             ORDER BY next_attempt_at, id LIMIT $2"
+            "UPDATE compute_orders SET next_attempt_at = $2 \
+             WHERE id IN (SELECT id FROM compute_orders \
+                          WHERE state IN ('REQUESTED', 'PROVISIONING', 'RECLAIMING') \
+                          AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $3) \
+             AND state IN ('REQUESTED', 'PROVISIONING', 'RECLAIMING') AND next_attempt_at <= $1 \
+             RETURNING {ORDER_COLUMNS}"
         );
-        let due = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut claimed = Vec::new();
-        for row in &due {
-            let mut order = order_from_row(row)?;
-            let mut tx = self.begin_write().await?;
-            let taken = sqlx::query(
-                "UPDATE compute_orders SET next_attempt_at = $3 \
-                 WHERE id = $1 AND next_attempt_at = $2 AND state = $4",
-            )
-            .bind(&order.id)
-            .bind(order.next_attempt_at)
             .bind(lease_until)
-            .bind(order.state.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            tx.commit().await?;
-            if taken == 1 {
-                order.next_attempt_at = lease_until;
-                claimed.push(order);
-            }
-        }
-        Ok(claimed)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.iter().map(order_from_row).collect()
     }
 
     /// Active orders whose next period starts by `now`, or that are suspended: what the

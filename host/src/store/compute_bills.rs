@@ -20,6 +20,8 @@ const LINE_COLUMNS: &str = "id, provider_account_id, offering_id, resource_id, p
      period_end, unit, quantity_milli, amount_minor, currency, order_id, status, charge_minor, \
      fee_minor, rule, error, synced_at";
 
+const UNPAID: &str = "the order's hold and the user's balance do not cover it";
+
 /// Rows per multi-row insert: 13 parameters each, far below either database's limit.
 const INSERT_CHUNK: usize = 250;
 
@@ -325,7 +327,7 @@ impl Store {
                         c.line_id,
                         BillStatus::Unpaid,
                         Some(c.order_id),
-                        Some("the order's hold and the user's balance do not cover it"),
+                        Some(UNPAID),
                     )
                     .await?;
                     return Ok(LineCharge::Unpaid);
@@ -338,6 +340,113 @@ impl Store {
         }
         tx.commit().await?;
         Ok(LineCharge::Charged)
+    }
+
+    /// Charges pending lines in one transaction (one commit for the batch, instead of one per
+    /// line), each as `charge_bill_line` would. A line its user cannot pay is marked `unpaid`
+    /// in the same transaction: the order's hold and the user's balance rows are written
+    /// before they are read, so PostgreSQL locks them and no concurrent debit slips between
+    /// the check and the posting. Should a posting still be refused (a provider's balance at
+    /// the maximum), the batch is rolled back and charged line by line.
+    pub async fn charge_bill_lines(
+        &self,
+        charges: &[ChargeOfLine<'_>],
+    ) -> Result<Vec<LineCharge>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut out = Vec::with_capacity(charges.len());
+        for c in charges {
+            let held: Option<i64> = sqlx::query(
+                "UPDATE compute_orders SET updated_at = updated_at WHERE id = $1 \
+                 RETURNING held_minor",
+            )
+            .bind(c.order_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get("held_minor"))
+            .transpose()?;
+            let Some(held) = held else {
+                out.push(LineCharge::Taken);
+                continue;
+            };
+            let (from_hold, from_balance) = split_payment(c.charge, Money::from_minor(held));
+            if !from_balance.is_zero() {
+                let balance: i64 = sqlx::query(
+                    "UPDATE ledger_balances SET balance = balance WHERE account = $1 \
+                     RETURNING balance",
+                )
+                .bind(c.buyer_account)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get("balance"))
+                .transpose()?
+                .unwrap_or(0);
+                if balance < from_balance.minor() {
+                    sqlx::query(
+                        "UPDATE compute_bill_lines SET status = 'unpaid', order_id = $2, \
+                         error = $3 WHERE id = $1 AND status IN ('unmatched', 'unpaid')",
+                    )
+                    .bind(c.line_id)
+                    .bind(c.order_id)
+                    .bind(UNPAID)
+                    .execute(&mut *tx)
+                    .await?;
+                    out.push(LineCharge::Unpaid);
+                    continue;
+                }
+            }
+            let taken = sqlx::query(
+                "UPDATE compute_bill_lines SET status = 'charged', order_id = $2, \
+                 charge_minor = $3, fee_minor = $4, rule = $5, error = NULL, charged_at = $6 \
+                 WHERE id = $1 AND status IN ('unmatched', 'unpaid')",
+            )
+            .bind(c.line_id)
+            .bind(c.order_id)
+            .bind(c.charge.minor())
+            .bind(c.fee.minor())
+            .bind(c.rule)
+            .bind(c.now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if taken != 1 {
+                out.push(LineCharge::Taken);
+                continue;
+            }
+            sqlx::query(
+                "UPDATE compute_orders SET held_minor = held_minor - $2, \
+                 charged_minor = charged_minor + $3 WHERE id = $1",
+            )
+            .bind(c.order_id)
+            .bind(from_hold.minor())
+            .bind(c.charge.minor())
+            .execute(&mut *tx)
+            .await?;
+            let t = line_transaction(
+                c.line_id,
+                c.buyer_account,
+                c.provider_account,
+                c.charge,
+                c.fee,
+                from_hold,
+            )
+            .map_err(|e| StoreError::Corrupt(format!("bill line {}: {e}", c.line_id)))?;
+            if !t.postings.is_empty() {
+                match post(&mut tx, &t).await? {
+                    PostOutcome::Posted => {}
+                    PostOutcome::ReferenceTaken | PostOutcome::LimitReached { .. } => {
+                        tx.rollback().await?;
+                        let mut one_by_one = Vec::with_capacity(charges.len());
+                        for c in charges {
+                            one_by_one.push(self.charge_bill_line(c).await?);
+                        }
+                        return Ok(one_by_one);
+                    }
+                }
+            }
+            out.push(LineCharge::Charged);
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
     /// Ended orders (before `ended_before`) that still hold a reserve for bills.

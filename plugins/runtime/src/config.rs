@@ -40,6 +40,8 @@ pub struct RuntimeConfig {
     pub max_output_bytes: usize,
     /// Most line items / reasons / counter changes a result may hold (default 1000).
     pub max_result_items: usize,
+    /// Most bill lines one `list-bills` call may answer (default 100 000).
+    pub max_bill_lines: usize,
     /// Longest string in a billing/policy result (default 64 KiB).
     pub max_result_string_bytes: usize,
     /// Pooling allocator (default [`PoolingMode::Auto`]).
@@ -62,6 +64,7 @@ impl Default for RuntimeConfig {
             default_timeout: Duration::from_secs(2),
             max_output_bytes: 8 << 20,
             max_result_items: 1000,
+            max_bill_lines: 100_000,
             max_result_string_bytes: 64 << 10,
             pooling: PoolingMode::Auto,
             max_concurrent_instances: 1000,

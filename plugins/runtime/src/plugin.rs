@@ -24,6 +24,7 @@ pub(crate) enum Pre {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ResultLimits {
     pub max_items: usize,
+    pub max_bill_lines: usize,
     pub max_string_bytes: usize,
     pub max_output_bytes: usize,
 }

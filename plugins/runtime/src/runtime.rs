@@ -237,6 +237,7 @@ impl Runtime {
                 session,
                 results: ResultLimits {
                     max_items: rt.config.max_result_items,
+                    max_bill_lines: rt.config.max_bill_lines,
                     max_string_bytes: rt.config.max_result_string_bytes,
                     max_output_bytes: rt.config.max_output_bytes,
                 },

@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use time::OffsetDateTime;
 
 use super::{Compute, millis, system, transaction, user};
@@ -28,6 +29,12 @@ use crate::store::compute_bills::{ChargeOfLine, LineCharge, NewLine};
 
 /// Reserves released per round.
 const RESERVE_BATCH: i64 = 500;
+
+/// Bill lines charged per transaction.
+const CHARGE_BATCH: usize = 200;
+
+/// Providers whose bills are synchronised at once.
+const PROVIDERS_AT_ONCE: usize = 4;
 
 /// How a line's charge was arrived at, or why it could not be.
 enum Priced {
@@ -124,9 +131,9 @@ impl Compute {
         }
     }
 
-    /// One synchronisation of `window`: every provider (or the one named), one `list-bills`
-    /// per distinct account its offerings use, the lines stored, the pending ones matched and
-    /// charged; then the reserves whose wait is over are released.
+    /// One synchronisation of `window`: every provider (or the one named), up to
+    /// `PROVIDERS_AT_ONCE` at a time so that a slow provider does not hold the others up;
+    /// then the reserves whose wait is over are released.
     pub async fn sync_window(
         &self,
         window: Window,
@@ -134,11 +141,6 @@ impl Compute {
     ) -> ServiceResult<BillSyncReport> {
         let from = format_date(window.from);
         let to = format_date(window.to);
-        let mut report = BillSyncReport {
-            from: from.clone(),
-            to: to.clone(),
-            ..BillSyncReport::default()
-        };
         let offerings = self.store.offerings_by_provider(provider).await?;
         let mut by_provider: Vec<(String, String, Vec<Offering>)> = Vec::new();
         for (o, name) in offerings {
@@ -147,60 +149,96 @@ impl Compute {
                 _ => by_provider.push((o.provider_account_id.clone(), name, vec![o])),
             }
         }
-        let mut charged = Money::ZERO;
-        for (provider_id, provider_name, offerings) in by_provider {
-            report.providers += 1;
-            // Offerings on one account of the provider's API list the same bill.
-            let mut asked = HashSet::new();
-            for offering in &offerings {
-                let account = (
-                    offering.plugin_id.clone(),
-                    offering.region.clone(),
-                    offering.config.to_string(),
-                );
-                if !asked.insert(account) {
-                    continue;
-                }
-                match self.plugins.list_bills(offering, &from, &to).await {
-                    Ok(lines) => {
-                        let lines: Vec<ListedLine> = lines.into_iter().map(listed).collect();
-                        report.listed += lines.len();
-                        let new_lines: Vec<NewLine<'_>> = lines
-                            .iter()
-                            .map(|l| NewLine {
-                                id: new_id("cbl_"),
-                                line: l,
-                                problem: line_problem(l, &self.currency),
-                            })
-                            .collect();
-                        let inserted = self
-                            .store
-                            .insert_bill_lines(&provider_id, &offering.id, &new_lines, now_millis())
-                            .await?;
-                        report.new += inserted.len();
-                        let inserted: HashSet<&str> = inserted.iter().map(String::as_str).collect();
-                        report.rejected += new_lines
-                            .iter()
-                            .filter(|n| n.problem.is_some() && inserted.contains(n.id.as_str()))
-                            .count();
-                    }
-                    Err(failure) => {
-                        tracing::warn!(provider = %provider_name, offering = %offering.id, error = %failure.message(), "listing bills failed");
-                        report.failures.push(SyncFailure {
-                            provider: provider_name.clone(),
-                            offering_id: offering.id.clone(),
-                            message: failure.message().to_owned(),
-                        });
-                    }
-                }
-            }
-            charged += self
-                .charge_pending(&provider_id, &provider_name, &from, &to, &mut report)
-                .await?;
+        let mut report = BillSyncReport {
+            from: from.clone(),
+            to: to.clone(),
+            providers: by_provider.len(),
+            ..BillSyncReport::default()
+        };
+        let (from, to) = (from.as_str(), to.as_str());
+        let mut each = Vec::with_capacity(by_provider.len());
+        for (id, name, offerings) in &by_provider {
+            each.push(self.sync_provider(id, name, offerings, from, to));
         }
+        let mut synced = futures_util::stream::iter(each).buffer_unordered(PROVIDERS_AT_ONCE);
+        let mut charged = Money::ZERO;
+        while let Some(one) = synced.next().await {
+            let (r, amount) = one?;
+            charged += amount;
+            report.listed += r.listed;
+            report.new += r.new;
+            report.charged += r.charged;
+            report.unmatched += r.unmatched;
+            report.unpaid += r.unpaid;
+            report.rejected += r.rejected;
+            report.failures.extend(r.failures);
+        }
+        drop(synced);
         report.amount_charged = charged.to_price();
         report.reserves_released = self.release_reserves().await?;
         Ok(report)
+    }
+
+    /// One provider: one `list-bills` per distinct account its offerings use, the lines
+    /// stored, its pending lines of the window matched and charged. Its part of the report and
+    /// the amount charged.
+    async fn sync_provider(
+        &self,
+        provider_id: &str,
+        provider_name: &str,
+        offerings: &[Offering],
+        from: &str,
+        to: &str,
+    ) -> ServiceResult<(BillSyncReport, Money)> {
+        let mut report = BillSyncReport::default();
+        // Offerings on one account of the provider's API list the same bill.
+        let mut asked = HashSet::new();
+        for offering in offerings {
+            let account = (
+                offering.plugin_id.clone(),
+                offering.region.clone(),
+                offering.config.to_string(),
+            );
+            if !asked.insert(account) {
+                continue;
+            }
+            match self.plugins.list_bills(offering, from, to).await {
+                Ok(lines) => {
+                    let lines: Vec<ListedLine> = lines.into_iter().map(listed).collect();
+                    report.listed += lines.len();
+                    let new_lines: Vec<NewLine<'_>> = lines
+                        .iter()
+                        .map(|l| NewLine {
+                            id: new_id("cbl_"),
+                            line: l,
+                            problem: line_problem(l, &self.currency),
+                        })
+                        .collect();
+                    let inserted = self
+                        .store
+                        .insert_bill_lines(provider_id, &offering.id, &new_lines, now_millis())
+                        .await?;
+                    report.new += inserted.len();
+                    let inserted: HashSet<&str> = inserted.iter().map(String::as_str).collect();
+                    report.rejected += new_lines
+                        .iter()
+                        .filter(|n| n.problem.is_some() && inserted.contains(n.id.as_str()))
+                        .count();
+                }
+                Err(failure) => {
+                    tracing::warn!(provider = %provider_name, offering = %offering.id, error = %failure.message(), "listing bills failed");
+                    report.failures.push(SyncFailure {
+                        provider: provider_name.to_owned(),
+                        offering_id: offering.id.clone(),
+                        message: failure.message().to_owned(),
+                    });
+                }
+            }
+        }
+        let charged = self
+            .charge_pending(provider_id, provider_name, from, to, &mut report)
+            .await?;
+        Ok((report, charged))
     }
 
     /// Matches and charges a provider's pending lines of the window. Returns the amount
@@ -213,6 +251,7 @@ impl Compute {
         to: &str,
         report: &mut BillSyncReport,
     ) -> ServiceResult<Money> {
+        let _turn = self.charging.lock().await;
         let pending = self.store.pending_bill_lines(provider_id, from, to).await?;
         if pending.is_empty() {
             return Ok(Money::ZERO);
@@ -227,6 +266,7 @@ impl Compute {
             .map(|o| (o.resource_id.clone(), o))
             .collect();
         let mut charged = Money::ZERO;
+        let mut batch: Vec<(BillLine, &BillableOrder, Charge, String)> = Vec::new();
         for line in pending {
             let Some(order) = orders.get(&line.resource_id) else {
                 report.unmatched += 1;
@@ -234,26 +274,10 @@ impl Compute {
             };
             match self.price_line(&line, order).await {
                 Priced::Charge(charge, rule) => {
-                    let outcome = self
-                        .store
-                        .charge_bill_line(&ChargeOfLine {
-                            line_id: &line.id,
-                            order_id: &order.order_id,
-                            buyer_account: &order.account_id,
-                            provider_account: &order.provider_account_id,
-                            charge: charge.amount,
-                            fee: charge.platform_fee,
-                            rule: &rule,
-                            now: now_millis(),
-                        })
-                        .await?;
-                    match outcome {
-                        LineCharge::Charged => {
-                            report.charged += 1;
-                            charged += charge.amount;
-                        }
-                        LineCharge::Unpaid => report.unpaid += 1,
-                        LineCharge::Taken => {}
+                    batch.push((line, order, charge, rule));
+                    if batch.len() == CHARGE_BATCH {
+                        charged += self.charge_batch(&batch, report).await?;
+                        batch.clear();
                     }
                 }
                 Priced::Refused(message) => {
@@ -274,6 +298,45 @@ impl Compute {
                         message,
                     });
                 }
+            }
+        }
+        charged += self.charge_batch(&batch, report).await?;
+        Ok(charged)
+    }
+
+    /// Posts a batch of priced lines in one transaction; returns the amount charged.
+    async fn charge_batch(
+        &self,
+        batch: &[(BillLine, &BillableOrder, Charge, String)],
+        report: &mut BillSyncReport,
+    ) -> ServiceResult<Money> {
+        if batch.is_empty() {
+            return Ok(Money::ZERO);
+        }
+        let now = now_millis();
+        let charges: Vec<ChargeOfLine<'_>> = batch
+            .iter()
+            .map(|(line, order, charge, rule)| ChargeOfLine {
+                line_id: &line.id,
+                order_id: &order.order_id,
+                buyer_account: &order.account_id,
+                provider_account: &order.provider_account_id,
+                charge: charge.amount,
+                fee: charge.platform_fee,
+                rule,
+                now,
+            })
+            .collect();
+        let outcomes = self.store.charge_bill_lines(&charges).await?;
+        let mut charged = Money::ZERO;
+        for (c, outcome) in charges.iter().zip(outcomes) {
+            match outcome {
+                LineCharge::Charged => {
+                    report.charged += 1;
+                    charged += c.charge;
+                }
+                LineCharge::Unpaid => report.unpaid += 1,
+                LineCharge::Taken => {}
             }
         }
         Ok(charged)

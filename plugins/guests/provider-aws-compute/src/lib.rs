@@ -53,6 +53,20 @@ struct Config {
     secret_key_secret: String,
     #[serde(default = "default_timeout")]
     timeout_ms: u64,
+    #[serde(default)]
+    idempotency: Idempotency,
+}
+
+/// How provisioning an instance twice for one order is prevented.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Idempotency {
+    /// Look the order's tag up before `RunInstances` (one more call): safe on APIs that ignore
+    /// `ClientToken`, such as moto.
+    #[default]
+    TagLookup,
+    /// Rely on `RunInstances`' `ClientToken`, as AWS EC2 honours it: one call.
+    ClientToken,
 }
 
 /// What an order may ask for (the offering's spec with the order's over it).
@@ -157,6 +171,7 @@ fn provision_instance(
     c: &Client,
     kind: ResourceType,
     request: &ProvisionRequest,
+    idempotency: Idempotency,
 ) -> Result<Resource, ProviderError> {
     let spec = spec(&request.spec)?;
     let instance_type = spec
@@ -177,19 +192,20 @@ fn provision_instance(
         .image_id
         .ok_or_else(|| ProviderError::InvalidRequest("spec.imageId: missing".into()))?;
     // An instance of an earlier attempt, still alive, is the answer.
-    let found = c.ec2(
-        "DescribeInstances",
-        &[
-            p("Filter.1.Name", &format!("tag:{TOKEN_TAG}")),
-            p("Filter.1.Value.1", &request.client_token),
-            p("Filter.2.Name", "instance-state-name"),
-            p("Filter.2.Value.1", "pending"),
-            p("Filter.2.Value.2", "running"),
-            p("Filter.2.Value.3", "stopping"),
-            p("Filter.2.Value.4", "stopped"),
-        ],
-    )?;
-    if let Some(r) = instance(&found) {
+    if idempotency == Idempotency::TagLookup
+        && let Some(r) = instance(&c.ec2(
+            "DescribeInstances",
+            &[
+                p("Filter.1.Name", &format!("tag:{TOKEN_TAG}")),
+                p("Filter.1.Value.1", &request.client_token),
+                p("Filter.2.Name", "instance-state-name"),
+                p("Filter.2.Value.1", "pending"),
+                p("Filter.2.Value.2", "running"),
+                p("Filter.2.Value.3", "stopping"),
+                p("Filter.2.Value.4", "stopped"),
+            ],
+        )?)
+    {
         return Ok(r);
     }
     let xml = c.ec2(
@@ -526,7 +542,9 @@ impl Guest for AwsCompute {
         let c = client(&account)?;
         match account.resource_type {
             t @ (ResourceType::CloudHost | ResourceType::BareMetal) => {
-                provision_instance(&c, t, &request)
+                let config: Config =
+                    parse_config(&account.config).map_err(ProviderError::InvalidConfig)?;
+                provision_instance(&c, t, &request, config.idempotency)
             }
             ResourceType::FileService => provision_file_system(&c, &request),
             ResourceType::StorageService => provision_bucket(&c, &request),

@@ -142,7 +142,12 @@ impl LoadedPlugin {
             .await?;
         match &call.value {
             Ok(lines) => {
-                self.check_items("bill-lines", lines.len())?;
+                let max = self.inner.results.max_bill_lines;
+                if lines.len() > max {
+                    return Err(
+                        self.too_large(format!("bill-lines: {} lines > {max} lines", lines.len()))
+                    );
+                }
                 for l in lines {
                     self.check_string("bill-line.resource-id", &l.resource_id)?;
                     self.check_string("bill-line.unit", &l.unit)?;
