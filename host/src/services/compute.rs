@@ -513,7 +513,15 @@ impl Compute {
                 let now = now_millis();
                 let lease_until = now.saturating_add(millis(self.config.lease_ms));
                 let limit = i64::try_from(free).unwrap_or(i64::MAX);
-                match self.store.claim_due_orders(now, lease_until, limit).await {
+                let claimed = match OrderState::Requested.on(OrderEvent::Claim) {
+                    Ok(to) => self
+                        .store
+                        .claim_due_orders(now, lease_until, limit, to)
+                        .await
+                        .map_err(ServiceError::from),
+                    Err(e) => Err(ServiceError::from(e)),
+                };
+                match claimed {
                     Ok(due) => {
                         for order in due {
                             let this = self.clone();
@@ -550,34 +558,9 @@ impl Compute {
     async fn step(&self, order: Order) -> ServiceResult<()> {
         let offering = self.offering_of(&order).await?;
         match order.state {
+            // Claiming wrote PROVISIONING before the provider is called: after a crash the
+            // order is resumed with the same token instead of being forgotten.
             OrderState::Requested | OrderState::Provisioning => {
-                let from = order.state;
-                // PROVISIONING is written before the provider is called: after a crash the
-                // order is resumed with the same token instead of being forgotten.
-                if from == OrderState::Requested {
-                    let moved = self
-                        .store
-                        .update_order(
-                            &OrderUpdate {
-                                id: &order.id,
-                                from,
-                                to: from.on(OrderEvent::Claim)?,
-                                provider_resource_id: None,
-                                resource_state: None,
-                                endpoint: None,
-                                error: None,
-                                attempts: order.attempts,
-                                next_attempt_at: order.next_attempt_at,
-                                now: now_millis(),
-                            },
-                            &[],
-                            None,
-                        )
-                        .await?;
-                    if !moved {
-                        return Ok(());
-                    }
-                }
                 let result = self
                     .plugins
                     .provision(&offering, &order.id, &order.client_token, &order.spec)

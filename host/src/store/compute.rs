@@ -277,18 +277,21 @@ impl Store {
     }
 
     /// Takes up to `limit` orders the worker has to move (pending states, due), each under a
-    /// lease until `lease_until`, in one statement. The update re-checks that each row is
-    /// still due (PostgreSQL re-evaluates the condition on a row another worker updated
-    /// first), so whoever moved an order first has it. A worker that dies leaves the lease to
-    /// run out; the next one resumes.
+    /// lease until `lease_until`, in one statement; a `REQUESTED` order moves to `claimed`
+    /// (`PROVISIONING`: written before its provider is called). The update re-checks that
+    /// each row is still due (PostgreSQL re-evaluates the condition on a row another worker
+    /// updated first), so whoever moved an order first has it. A worker that dies leaves the
+    /// lease to run out; the next one resumes.
     pub async fn claim_due_orders(
         &self,
         now: i64,
         lease_until: i64,
         limit: i64,
+        claimed: OrderState,
     ) -> Result<Vec<Order>, StoreError> {
         let sql = format!(
-            "UPDATE compute_orders SET next_attempt_at = $2 \
+            "UPDATE compute_orders SET next_attempt_at = $2, updated_at = $1, \
+             state = CASE WHEN state = 'REQUESTED' THEN $4 ELSE state END \
              WHERE id IN (SELECT id FROM compute_orders \
                           WHERE state IN ('REQUESTED', 'PROVISIONING', 'RECLAIMING') \
                           AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $3) \
@@ -300,6 +303,7 @@ impl Store {
             .bind(now)
             .bind(lease_until)
             .bind(limit)
+            .bind(claimed.as_str())
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
