@@ -2,14 +2,15 @@
 //! providers, and orders whose resources liutong provisions, operates and reclaims through
 //! the offering's provider plugin.
 
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{HeaderMap, Method};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::error::{ApiError, ApiResult, Data};
-use super::extract::{Auth, Enterprise, Operator, ValidJson, ValidQuery, request_schemas};
+use super::error::{ApiResult, Data};
+use super::extract::{
+    Auth, Enterprise, Operator, PathParam, ValidJson, ValidQuery, param, request_schemas,
+};
 use super::subscriptions::call_context;
 use super::{AppState, Input, Route, RouteDoc};
 use crate::domain::compute::{
@@ -35,20 +36,6 @@ request_schemas! {
     ActionRequest => "compute.action.json",
     BillSyncRequest => "admin.computeBillSync.json",
     ReconciliationQuery => "admin.computeReconciliation.json",
-}
-
-/// The `{orderId}` of a path.
-pub struct ComputeOrderId(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for ComputeOrderId {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(id) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::invalid(format!("/orderId: {e}")))?;
-        Ok(ComputeOrderId(id))
-    }
 }
 
 async fn create_offering(
@@ -100,7 +87,7 @@ async fn orders(
 async fn order(
     State(app): State<AppState>,
     Auth(caller): Auth,
-    ComputeOrderId(id): ComputeOrderId,
+    PathParam(id, _): PathParam<param::OrderId>,
 ) -> ApiResult<OrderView> {
     Ok(Data(app.services.compute.order(&caller, &id).await?))
 }
@@ -108,7 +95,7 @@ async fn order(
 async fn act(
     State(app): State<AppState>,
     Auth(caller): Auth,
-    ComputeOrderId(id): ComputeOrderId,
+    PathParam(id, _): PathParam<param::OrderId>,
     ValidJson(req): ValidJson<ActionRequest>,
 ) -> ApiResult<OrderView> {
     Ok(Data(app.services.compute.act(&caller, &id, &req).await?))
@@ -117,7 +104,7 @@ async fn act(
 async fn reclaim(
     State(app): State<AppState>,
     Auth(caller): Auth,
-    ComputeOrderId(id): ComputeOrderId,
+    PathParam(id, _): PathParam<param::OrderId>,
 ) -> ApiResult<OrderView> {
     Ok(Data(app.services.compute.reclaim(&caller, &id).await?))
 }

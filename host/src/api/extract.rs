@@ -1,7 +1,9 @@
 //! Extractors that turn a request into validated input, or into the standard's error envelope.
 
+use std::marker::PhantomData;
+
 use axum::body::Bytes;
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
@@ -136,6 +138,46 @@ where
     }
 }
 
+/// Names the `{param}` a [`PathParam`] reads, so that a bad path's error points at it
+/// (`/orderId: …`) as a body's errors point at their field.
+pub trait PathParamName {
+    const NAME: &'static str;
+}
+
+/// The one `{param}` of a route's path, named by the marker `P` (one of [`param`]).
+pub struct PathParam<P>(pub String, pub PhantomData<P>);
+
+impl<P: PathParamName, S: Send + Sync> FromRequestParts<S> for PathParam<P> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(value) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::invalid(format!("/{}: {e}", P::NAME)))?;
+        Ok(PathParam(value, PhantomData))
+    }
+}
+
+/// The route parameters read with [`PathParam`], as the routes spell them.
+pub mod param {
+    macro_rules! path_param_names {
+        ($($marker:ident => $name:literal),* $(,)?) => {
+            $(#[doc = concat!("The `{", $name, "}` of a path.")]
+            pub struct $marker;
+
+            impl super::PathParamName for $marker {
+                const NAME: &'static str = $name;
+            })*
+        };
+    }
+
+    path_param_names! {
+        OrderId => "orderId",
+        PolicyId => "policyId",
+        Code => "code",
+    }
+}
+
 /// The token or API key a request presents: `X-Auth-Token`, else `Authorization: Bearer`.
 pub fn presented_token(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
     let unknown = || ApiError::new(ErrorCode::Unauthenticated, "X-Auth-Token is unknown");
@@ -226,7 +268,34 @@ role_extractor!(
 
 #[cfg(test)]
 mod tests {
-    use super::is_json_content_type;
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::{PathParam, is_json_content_type, param};
+
+    /// A path segment that is not UTF-8 once decoded is refused as invalid input that names
+    /// the parameter, as the standard's envelope.
+    #[tokio::test]
+    async fn a_bad_path_parameter_is_named_in_the_error() {
+        let app = Router::new().route(
+            "/orders/{orderId}",
+            get(|PathParam(id, _): PathParam<param::OrderId>| async move { id }),
+        );
+        let response = app
+            .oneshot(Request::get("/orders/%FF").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let envelope: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(envelope["code"], "INVALID_ARGUMENT");
+        let message = envelope["errorMsg"].as_str().unwrap();
+        assert!(message.starts_with("/orderId: "), "{message}");
+    }
 
     #[test]
     fn json_content_types() {

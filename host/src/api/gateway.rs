@@ -1,14 +1,14 @@
 //! The platform side of the identifier gateway (compute-provider-access §3).
 
 use axum::body::Bytes;
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{FromRef, FromRequest, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::{get, post, put};
 
 use super::error::{ApiError, ApiResult, Data, ErrorCode};
 use super::extract::{
-    Auth, Enterprise, Operator, ValidJson, ValidQuery, is_json_content_type, request_schemas,
+    Auth, Enterprise, Operator, PathParam, ValidJson, ValidQuery, is_json_content_type, param,
+    request_schemas,
 };
 use super::{AppState, Input, Route, RouteDoc};
 use crate::crypto::batch::{KEY_ID_HEADER, SIGNATURE_HEADER};
@@ -23,20 +23,6 @@ request_schemas! {
     GatewayKeyRequest => "provider.gatewayKey.json",
     IdentifiersQuery => "gateway.identifiers.query.json",
     StatisticsQuery => "gateway.statistics.query.json",
-}
-
-/// The `{code}` of a path.
-pub struct CodePath(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for CodePath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(code) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::invalid(format!("/code: {e}")))?;
-        Ok(CodePath(code))
-    }
 }
 
 /// The exact bytes of a JSON body: the batch signature covers them, so they are kept as sent.
@@ -90,7 +76,7 @@ async fn fields(State(app): State<AppState>, Auth(caller): Auth) -> ApiResult<Fi
 async fn parse(
     State(app): State<AppState>,
     Auth(caller): Auth,
-    CodePath(code): CodePath,
+    PathParam(code, _): PathParam<param::Code>,
 ) -> ApiResult<ParsedCode> {
     Ok(Data(app.services.gateway.parse(&caller, &code)?))
 }
@@ -136,7 +122,7 @@ async fn statistics(
 async fn deactivate(
     State(app): State<AppState>,
     Operator(caller): Operator,
-    CodePath(code): CodePath,
+    PathParam(code, _): PathParam<param::Code>,
 ) -> ApiResult<ActivationView> {
     Ok(Data(
         app.services
@@ -149,7 +135,7 @@ async fn deactivate(
 async fn reactivate(
     State(app): State<AppState>,
     Operator(caller): Operator,
-    CodePath(code): CodePath,
+    PathParam(code, _): PathParam<param::Code>,
 ) -> ApiResult<ActivationView> {
     Ok(Data(
         app.services

@@ -1,13 +1,12 @@
 //! A.3.7: controlled data delivered as usage policies, and the decision point a trusted data
 //! space asks for every use of it.
 
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::State;
 use axum::http::Method;
-use axum::http::request::Parts;
 use axum::routing::{get, post};
 
-use super::error::{ApiError, ApiResult, Data};
-use super::extract::{Auth, DataSpace, ValidJson, ValidQuery, request_schemas};
+use super::error::{ApiResult, Data};
+use super::extract::{Auth, DataSpace, PathParam, ValidJson, ValidQuery, param, request_schemas};
 use super::{AppState, Input, Route, RouteDoc};
 use crate::domain::policy::{
     AccessRequest, AccessView, DecisionsPage, DecisionsQuery, DeliverDatasets, PoliciesPage,
@@ -21,20 +20,6 @@ request_schemas! {
     DecisionsQuery => "policies.decisions.json",
 }
 
-/// The `{policyId}` of a path.
-pub struct PolicyIdPath(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for PolicyIdPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(id) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::invalid(format!("/policyId: {e}")))?;
-        Ok(PolicyIdPath(id))
-    }
-}
-
 async fn deliver_datasets(
     State(app): State<AppState>,
     DataSpace(caller): DataSpace,
@@ -46,7 +31,7 @@ async fn deliver_datasets(
 async fn access(
     State(app): State<AppState>,
     DataSpace(caller): DataSpace,
-    PolicyIdPath(id): PolicyIdPath,
+    PathParam(id, _): PathParam<param::PolicyId>,
     ValidJson(req): ValidJson<AccessRequest>,
 ) -> ApiResult<AccessView> {
     Ok(Data(app.services.policies.access(&caller, &id, req).await?))
@@ -55,7 +40,7 @@ async fn access(
 async fn get_policy(
     State(app): State<AppState>,
     Auth(caller): Auth,
-    PolicyIdPath(id): PolicyIdPath,
+    PathParam(id, _): PathParam<param::PolicyId>,
 ) -> ApiResult<PolicyView> {
     Ok(Data(app.services.policies.get(&caller, &id).await?))
 }
@@ -71,7 +56,7 @@ async fn list(
 async fn revoke(
     State(app): State<AppState>,
     Auth(caller): Auth,
-    PolicyIdPath(id): PolicyIdPath,
+    PathParam(id, _): PathParam<param::PolicyId>,
 ) -> ApiResult<PolicyView> {
     Ok(Data(app.services.policies.revoke(&caller, &id).await?))
 }
@@ -79,7 +64,7 @@ async fn revoke(
 async fn decisions(
     State(app): State<AppState>,
     Auth(caller): Auth,
-    PolicyIdPath(id): PolicyIdPath,
+    PathParam(id, _): PathParam<param::PolicyId>,
     ValidQuery(q): ValidQuery<DecisionsQuery>,
 ) -> ApiResult<DecisionsPage> {
     Ok(Data(

@@ -2,15 +2,14 @@
 //! publication's adapter plugin, settle both sides — and the reads around them (orders, their
 //! usage, what is subscribable).
 
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{HeaderMap, Method};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::{ApiError, ApiResult, Data};
-use super::extract::{Auth, ValidJson, ValidQuery, request_schemas};
+use super::extract::{Auth, PathParam, ValidJson, ValidQuery, param, request_schemas};
 use super::{AppState, Input, REQUEST_ID_HEADER, Route, RouteDoc};
 use crate::domain::subscriptions::{
     AppDelivery, AppProviderSettlement, AppPublish, AppSubscribe, AppUserSettlement, Delivered,
@@ -52,20 +51,6 @@ request_schemas! {
 /// The header that makes a delivery idempotent.
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 const MAX_IDEMPOTENCY_KEY: usize = 255;
-
-/// The `{orderId}` of a path.
-pub struct OrderIdPath(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for OrderIdPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(id) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::invalid(format!("/orderId: {e}")))?;
-        Ok(OrderIdPath(id))
-    }
-}
 
 /// The idempotency key and request id of a call.
 pub fn call_context(headers: &HeaderMap) -> Result<CallContext, ApiError> {
@@ -266,7 +251,7 @@ async fn app_provider_settlement(
 async fn order(
     State(app): State<AppState>,
     Auth(caller): Auth,
-    OrderIdPath(id): OrderIdPath,
+    PathParam(id, _): PathParam<param::OrderId>,
 ) -> ApiResult<OrderView> {
     Ok(Data(
         app.services.subscriptions.order_view(&caller, &id).await?,
@@ -276,7 +261,7 @@ async fn order(
 async fn order_usage(
     State(app): State<AppState>,
     Auth(caller): Auth,
-    OrderIdPath(id): OrderIdPath,
+    PathParam(id, _): PathParam<param::OrderId>,
     ValidQuery(q): ValidQuery<UsageQuery>,
 ) -> ApiResult<Value> {
     Ok(Data(

@@ -14,8 +14,11 @@
 //! Modules, each with one reason to change: `config` (operator settings, effective limits),
 //! `engine` (the wasmtime engine, pooling, epoch ticker), `cache` (compiled components on
 //! disk), `linker` (what each kind may import), `session` (the store of one call), `failure`
-//! (errors and their classification), `call::{billing, policy, adapter, provider}` (the calls of each
-//! kind and their result checks), [`bindings`] and `wit` (which bindings serve a manifest's WIT version).
+//! (errors and their classification), `prelinked::{billing, policy, adapter, provider}` (each
+//! kind's component pre-linked per WIT version, its exports type-checked at load), `plugin`
+//! (a loaded plugin and its load report), `call::{billing, policy, adapter, provider}` (the
+//! calls of each kind and their result checks), [`bindings`] and `wit` (which bindings serve a
+//! manifest's WIT version).
 
 pub mod bindings;
 mod cache;
@@ -30,6 +33,7 @@ mod linker;
 pub mod manifest;
 pub mod package;
 mod plugin;
+mod prelinked;
 mod runtime;
 mod session;
 mod stdio;
@@ -49,8 +53,8 @@ pub use package::{
     KeyError, Package, PackageError, PackageSignature, PublicKeyInfo, PublisherKey, SigningKey,
     TamperedPart, TrustStore, UnsignedPackage, VerifiedPackage,
 };
-pub use plugin::LoadedPlugin;
-pub use runtime::{LoadReport, Runtime};
+pub use plugin::{LoadReport, LoadedPlugin};
+pub use runtime::Runtime;
 pub use session::Call;
 pub use wit::WitVersion;
 

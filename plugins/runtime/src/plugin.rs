@@ -1,15 +1,15 @@
-//! A loaded plugin: its manifest, limits, pre-linked component and what each of its calls
-//! starts from. The calls themselves are in [`crate::call`], one module per kind.
+//! A loaded plugin: its manifest, limits, pre-linked component ([`crate::prelinked`]), how
+//! its load went, and what each of its calls starts from. The calls themselves are in
+//! [`crate::call`], one module per kind.
 
 use std::sync::Arc;
 
-use crate::call::{
-    adapter::AdapterPre, billing::BillingPre, policy::PolicyPre, provider::ProviderPre,
-};
 use crate::config::EffectiveLimits;
 use crate::failure::{PluginError, PluginFailure};
 use crate::manifest::{Manifest, PluginKind};
-use crate::runtime::LoadReport;
+use crate::prelinked::{
+    adapter::AdapterPre, billing::BillingPre, policy::PolicyPre, provider::ProviderPre,
+};
 use crate::session::SessionConfig;
 
 /// The pre-linked component, through the bindings of the WIT version its manifest resolved to.
@@ -27,6 +27,17 @@ pub(crate) struct ResultLimits {
     pub max_bill_lines: usize,
     pub max_string_bytes: usize,
     pub max_output_bytes: usize,
+}
+
+/// How a load went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadReport {
+    /// The compiled component came from the on-disk cache.
+    pub cache_hit: bool,
+    /// Time spent compiling (0 on a cache hit).
+    pub compile_ms: u64,
+    /// Time of the whole load (cache read or compile, linking, type checks).
+    pub load_ms: u64,
 }
 
 pub(crate) struct PluginInner {

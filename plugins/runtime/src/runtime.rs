@@ -9,9 +9,6 @@ use tokio::sync::Semaphore;
 use wasmtime::Engine;
 
 use crate::cache::{ComponentCache, RuntimeStats};
-use crate::call::{
-    adapter::AdapterPre, billing::BillingPre, policy::PolicyPre, provider::ProviderPre,
-};
 use crate::config::{EffectiveLimits, RuntimeConfig};
 use crate::engine::{self, EpochTicker};
 use crate::failure::{LoadError, RuntimeError, short_error};
@@ -20,19 +17,11 @@ use crate::http::HttpPolicy;
 use crate::linker::Linkers;
 use crate::manifest::{Manifest, PluginKind};
 use crate::package::VerifiedPackage;
-use crate::plugin::{LoadedPlugin, PluginInner, Pre, ResultLimits};
+use crate::plugin::{LoadReport, LoadedPlugin, PluginInner, Pre, ResultLimits};
+use crate::prelinked::{
+    adapter::AdapterPre, billing::BillingPre, policy::PolicyPre, provider::ProviderPre,
+};
 use crate::session::SessionConfig;
-
-/// How a load went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoadReport {
-    /// The compiled component came from the on-disk cache.
-    pub cache_hit: bool,
-    /// Time spent compiling (0 on a cache hit).
-    pub compile_ms: u64,
-    /// Time of the whole load (cache read or compile, linking, type checks).
-    pub load_ms: u64,
-}
 
 struct RuntimeInner {
     config: RuntimeConfig,

@@ -1,55 +1,14 @@
 //! Billing calls: `rule.charge-trade` and `rule.charge-usage`.
 
-use semver::Version;
-use wasmtime::component::{ComponentExportIndex, InstancePre, Lower};
+use wasmtime::component::{ComponentExportIndex, Lower};
 
 use crate::billing::{BillingError, Charge, Trade, Usage};
-use crate::bindings::billing::v0_1_0::liutong::billing::types as v0_1_0;
-use crate::bindings::triple;
-use crate::call::{export_func, typed_func};
 use crate::failure::{Phase, PluginError};
 use crate::manifest::PluginKind;
 use crate::plugin::{LoadedPlugin, Pre};
-use crate::session::{Call, CallState, Session};
-
-/// A billing component pre-linked through the bindings of its WIT version.
-pub(crate) enum BillingPre {
-    V0_1_0(BillingV0_1_0),
-}
-
-/// `liutong:billing@0.1.0`: the component and its `rule` functions, type-checked at load.
-pub(crate) struct BillingV0_1_0 {
-    pre: InstancePre<CallState>,
-    charge_trade: ComponentExportIndex,
-    charge_usage: ComponentExportIndex,
-}
-
-type ChargeResult = (Result<v0_1_0::Charge, v0_1_0::BillingError>,);
-
-impl BillingPre {
-    /// Type-checks the component's exports against the bindings of `version`.
-    pub fn new(version: &Version, pre: InstancePre<CallState>) -> wasmtime::Result<BillingPre> {
-        match triple(version) {
-            (0, 1, 0) => {
-                const RULE: &str = "liutong:billing/rule@0.1.0";
-                Ok(BillingPre::V0_1_0(BillingV0_1_0 {
-                    charge_trade: export_func::<(&v0_1_0::Trade,), ChargeResult>(
-                        &pre,
-                        RULE,
-                        "charge-trade",
-                    )?,
-                    charge_usage: export_func::<(&v0_1_0::Usage,), ChargeResult>(
-                        &pre,
-                        RULE,
-                        "charge-usage",
-                    )?,
-                    pre,
-                }))
-            }
-            _ => wasmtime::bail!("this runtime has no bindings of billing WIT {version}"),
-        }
-    }
-}
+use crate::prelinked::billing::{BillingPre, BillingV0_1_0, ChargeResult};
+use crate::prelinked::typed_func;
+use crate::session::{Call, Session};
 
 impl LoadedPlugin {
     fn billing_pre(&self) -> Result<&BillingPre, PluginError> {
