@@ -7,7 +7,8 @@
 //! 2. compute orders through liutong at the same concurrency: each order posted
 //!    (`POST /v1/compute/orders`, first period held on the ledger), provisioned by the
 //!    background worker through the `aws-compute` provider plugin (a SigV4-signed
-//!    `RunInstances`), and polled until `ACTIVE`: orders driven to ACTIVE per second. Twice:
+//!    `RunInstances`), and polled (every LIUTONG_BENCH_POLL_MS) until `ACTIVE`: orders driven to
+//!    ACTIVE per second. Twice:
 //!    with the plugin's `idempotency: "client-token"` (the same single `RunInstances` call as
 //!    the direct path, as on AWS) and with its default `"tag-lookup"` (a `DescribeInstances`
 //!    by tag first, which moto answers by scanning every instance it holds). Afterwards the
@@ -22,7 +23,8 @@
 //!    line was charged once and the ledger audit is balanced.
 //!
 //! Settings (environment): LIUTONG_BENCH_CONCURRENCY (32), LIUTONG_BENCH_ORDERS (320 per
-//! run), LIUTONG_BENCH_BILL_LINES (100000), LIUTONG_TEST_POSTGRES (admin URL or "skip"),
+//! run), LIUTONG_BENCH_POLL_MS (50: how often each client asks for its order's state),
+//! LIUTONG_BENCH_BILL_LINES (100000), LIUTONG_TEST_POSTGRES (admin URL or "skip"),
 //! LIUTONG_BENCH_SQLITE ("skip").
 //! Needs python3 with `moto[server]` (scripts/test.sh installs it).
 
@@ -48,6 +50,8 @@ struct Settings {
     concurrency: usize,
     orders: usize,
     bill_lines: usize,
+    /// How often a client asks for its order's state.
+    poll: Duration,
 }
 
 /// Lines per Cost Explorer page.
@@ -276,8 +280,8 @@ where
     start.elapsed()
 }
 
-/// One order through liutong, from the POST to ACTIVE.
-async fn order_to_active(api: &Api, token: &str, offering: &str, key: String) {
+/// One order through liutong, from the POST to ACTIVE, asking for its state every `poll`.
+async fn order_to_active(api: &Api, token: &str, offering: &str, key: String, poll: Duration) {
     let created = api
         .call(
             api.client
@@ -295,7 +299,7 @@ async fn order_to_active(api: &Api, token: &str, offering: &str, key: String) {
         match v["state"].as_str() {
             Some("ACTIVE") => return,
             Some("FAILED") => panic!("order failed: {v}"),
-            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            _ => tokio::time::sleep(poll).await,
         }
     }
 }
@@ -327,7 +331,7 @@ async fn run_backend(database: &str, database_url: &str, s: &Settings) {
     // Warm-up: connections, the plugin's first instantiations.
     for i in 0..8 {
         run_instance(&client, &endpoint).await;
-        order_to_active(&api, &token, &offerings[i % 2], format!("warm-{i}")).await;
+        order_to_active(&api, &token, &offerings[i % 2], format!("warm-{i}"), s.poll).await;
     }
     let before = instances(&moto);
 
@@ -341,12 +345,12 @@ async fn run_backend(database: &str, database_url: &str, s: &Settings) {
     };
     let mut via = Vec::new();
     for (mode, offering) in offerings.iter().enumerate() {
-        let (api, token, offering) = (api.clone(), token.clone(), offering.clone());
+        let (api, token, offering, poll) = (api.clone(), token.clone(), offering.clone(), s.poll);
         via.push(
             drive(s.orders, s.concurrency, move |i| {
                 let (api, token, offering) = (api.clone(), token.clone(), offering.clone());
                 async move {
-                    order_to_active(&api, &token, &offering, format!("o-{mode}-{i}")).await
+                    order_to_active(&api, &token, &offering, format!("o-{mode}-{i}"), poll).await
                 }
             })
             .await,
@@ -360,8 +364,9 @@ async fn run_backend(database: &str, database_url: &str, s: &Settings) {
     assert_eq!(audit["balanced"], true, "{audit}");
     let direct_rate = s.orders as f64 / direct.as_secs_f64();
     println!(
-        "| database | path | count | seconds | per second (c={}) |",
-        s.concurrency
+        "| database | path | count | seconds | per second (c={}, polling every {} ms) |",
+        s.concurrency,
+        s.poll.as_millis()
     );
     println!("|---|---|---|---|---|");
     println!(
@@ -454,6 +459,7 @@ async fn main() {
         concurrency: env_u64("LIUTONG_BENCH_CONCURRENCY", 32) as usize,
         orders: env_u64("LIUTONG_BENCH_ORDERS", 320) as usize,
         bill_lines: env_u64("LIUTONG_BENCH_BILL_LINES", 100_000) as usize,
+        poll: Duration::from_millis(env_u64("LIUTONG_BENCH_POLL_MS", 50)),
     };
     sqlx::any::install_default_drivers();
     on_each_backend(async |database, url| {

@@ -461,9 +461,26 @@ async fn a_provider_plugin_that_traps_or_loops_fails_the_order(backend: Backend)
         assert_eq!(v["charged"], 0.0);
         assert_eq!(app.balance(&carol).await, 10.0);
     }
+    // Listing their bills fails the same way: the sync answers which, and goes on.
+    let operator = app.operator().await;
+    let synced = app
+        .post("/v1/admin/compute/bill-sync", Some(&operator), &json!({}))
+        .await;
+    let failures = synced.ok()["failures"].clone();
+    let messages: Vec<&str> = failures
+        .as_array()
+        .expect("failures")
+        .iter()
+        .map(|f| f["message"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(messages.len(), 2, "{failures}");
+    assert!(
+        messages[0].contains("trap") && messages[1].contains("time"),
+        "{failures}"
+    );
+    assert_eq!(synced.ok()["providers"], 1, "{}", synced.ok());
     let health = app.get("/healthz", None, &[]).await;
     assert_eq!(health.status, 200);
-    let operator = app.operator().await;
     let audit = app
         .get("/v1/admin/ledger/audit", Some(&operator), &[])
         .await;
