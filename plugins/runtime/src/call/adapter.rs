@@ -1,11 +1,11 @@
 //! Adapter calls: `invoke.invoke`, with the granted secrets and the HTTP allow-list.
 
 use crate::adapter::{AdapterError, Invocation, Outcome, Publication, Secret};
-use crate::failure::{Phase, PluginError, PluginFailure};
+use crate::failure::PluginError;
 use crate::manifest::PluginKind;
 use crate::plugin::{LoadedPlugin, Pre};
 use crate::prelinked::adapter::{AdapterPre, InvokeParams, InvokeResult};
-use crate::prelinked::typed_func;
+use crate::prelinked::call_export;
 use crate::session::{Call, Session};
 
 impl LoadedPlugin {
@@ -19,56 +19,30 @@ impl LoadedPlugin {
         let Pre::Adapter(pre) = &self.inner.pre else {
             return Err(self.wrong_kind(PluginKind::Adapter));
         };
-        let allowed = &self.inner.manifest.capabilities.secrets;
-        let granted = &self.inner.secrets;
-        let mut secrets: Vec<Secret> = publication
-            .secrets
-            .drain(..)
-            .filter(|s| allowed.contains(&s.name))
-            .filter(|s| !granted.iter().any(|(n, _)| *n == s.name))
-            .collect();
-        secrets.extend(granted.iter().map(|(name, value)| Secret {
-            name: name.clone(),
-            value: value.clone(),
-        }));
-        publication.secrets = secrets;
-
+        publication.secrets = self.pass_secrets(
+            std::mem::take(&mut publication.secrets),
+            |s| &s.name,
+            |name, value| Secret { name, value },
+        );
         let mut session = Session::open(&self.inner.session)
             .await
             .map_err(|f| self.failed(f))?;
         let outcome = session
             .run(async |store| match pre {
-                AdapterPre::V0_1_0(v) => {
-                    let instance = v
-                        .pre
-                        .instantiate_async(&mut *store)
-                        .await
-                        .map_err(|e| (Phase::Instantiate, e))?;
-                    // SAFETY: `invoke` was checked as this signature by `AdapterPre::new`.
-                    let func = unsafe {
-                        typed_func::<InvokeParams<'_>, InvokeResult>(store, &instance, &v.invoke)
-                    }
-                    .map_err(|e| (Phase::Instantiate, e))?;
-                    let (outcome,) = func
-                        .call_async(store, (&publication, &invocation))
-                        .await
-                        .map_err(|e| (Phase::Call, e))?;
-                    Ok(outcome)
+                // SAFETY: `invoke` was checked as this signature by `AdapterPre::new`.
+                AdapterPre::V0_1_0(v) => unsafe {
+                    call_export::<InvokeParams<'_>, InvokeResult>(
+                        store,
+                        &v.pre,
+                        &v.invoke,
+                        (&publication, &invocation),
+                    )
+                    .await
                 }
+                .map(|(outcome,)| outcome),
             })
             .await;
-        // A refused request the guest turned into its own error is still reported as the
-        // refusal: that is what the operator can act on.
-        let refusal = session.refusal();
-        let call = session.finish(outcome).map_err(|f| self.failed(f))?;
-        if call.value.is_err()
-            && let Some(r) = refusal
-        {
-            return Err(self.error(PluginFailure::HttpRefused {
-                host: r.host,
-                hint: r.hint,
-            }));
-        }
+        let call = self.finish_networked(session, outcome)?;
         if let Ok(o) = &call.value {
             let max = self.inner.results.max_output_bytes;
             if o.output.len() > max {

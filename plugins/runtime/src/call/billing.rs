@@ -3,11 +3,11 @@
 use wasmtime::component::{ComponentExportIndex, Lower};
 
 use crate::billing::{BillingError, Charge, Trade, Usage};
-use crate::failure::{Phase, PluginError};
+use crate::failure::PluginError;
 use crate::manifest::PluginKind;
 use crate::plugin::{LoadedPlugin, Pre};
 use crate::prelinked::billing::{BillingPre, BillingV0_1_0, ChargeResult};
-use crate::prelinked::typed_func;
+use crate::prelinked::call_export;
 use crate::session::{Call, Session};
 
 impl LoadedPlugin {
@@ -50,24 +50,13 @@ impl LoadedPlugin {
             .map_err(|f| self.failed(f))?;
         let outcome = session
             .run(async |store| match pre {
-                BillingPre::V0_1_0(v) => {
-                    let instance = v
-                        .pre
-                        .instantiate_async(&mut *store)
-                        .await
-                        .map_err(|e| (Phase::Instantiate, e))?;
-                    // SAFETY: `BillingPre::new` checked both `rule` exports as taking their
-                    // argument type and returning `ChargeResult`, and callers pass the index
-                    // together with the argument of that export.
-                    let func =
-                        unsafe { typed_func::<(&A,), ChargeResult>(store, &instance, export(v)) }
-                            .map_err(|e| (Phase::Instantiate, e))?;
-                    let (charge,) = func
-                        .call_async(store, (arg,))
-                        .await
-                        .map_err(|e| (Phase::Call, e))?;
-                    Ok(charge)
+                // SAFETY: `BillingPre::new` checked both `rule` exports as taking their
+                // argument type and returning `ChargeResult`, and callers pass the index
+                // together with the argument of that export.
+                BillingPre::V0_1_0(v) => unsafe {
+                    call_export::<(&A,), ChargeResult>(store, &v.pre, export(v), (arg,)).await
                 }
+                .map(|(charge,)| charge),
             })
             .await;
         let call = session.finish(outcome).map_err(|f| self.failed(f))?;

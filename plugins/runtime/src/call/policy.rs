@@ -1,11 +1,11 @@
 //! Policy calls: `evaluator.evaluate`.
 
-use crate::failure::{Phase, PluginError};
+use crate::failure::PluginError;
 use crate::manifest::PluginKind;
 use crate::plugin::{LoadedPlugin, Pre};
 use crate::policy::{AccessRequest, PolicyError, UsagePolicy, Verdict};
+use crate::prelinked::call_export;
 use crate::prelinked::policy::{EvaluateParams, EvaluateResult, PolicyPre};
-use crate::prelinked::typed_func;
 use crate::session::{Call, Session};
 
 impl LoadedPlugin {
@@ -23,27 +23,17 @@ impl LoadedPlugin {
             .map_err(|f| self.failed(f))?;
         let outcome = session
             .run(async |store| match pre {
-                PolicyPre::V0_1_0(v) => {
-                    let instance = v
-                        .pre
-                        .instantiate_async(&mut *store)
-                        .await
-                        .map_err(|e| (Phase::Instantiate, e))?;
-                    // SAFETY: `evaluate` was checked as this signature by `PolicyPre::new`.
-                    let func = unsafe {
-                        typed_func::<EvaluateParams<'_>, EvaluateResult>(
-                            store,
-                            &instance,
-                            &v.evaluate,
-                        )
-                    }
-                    .map_err(|e| (Phase::Instantiate, e))?;
-                    let (verdict,) = func
-                        .call_async(store, (&usage_policy, &request))
-                        .await
-                        .map_err(|e| (Phase::Call, e))?;
-                    Ok(verdict)
+                // SAFETY: `evaluate` was checked as this signature by `PolicyPre::new`.
+                PolicyPre::V0_1_0(v) => unsafe {
+                    call_export::<EvaluateParams<'_>, EvaluateResult>(
+                        store,
+                        &v.pre,
+                        &v.evaluate,
+                        (&usage_policy, &request),
+                    )
+                    .await
                 }
+                .map(|(verdict,)| verdict),
             })
             .await;
         let call = session.finish(outcome).map_err(|f| self.failed(f))?;

@@ -3,13 +3,13 @@
 
 use wasmtime::component::{ComponentExportIndex, ComponentNamedList, Lift, Lower};
 
-use crate::failure::{Phase, PluginError, PluginFailure};
+use crate::failure::PluginError;
 use crate::manifest::PluginKind;
 use crate::plugin::{LoadedPlugin, Pre};
+use crate::prelinked::call_export;
 use crate::prelinked::provider::{
     BillsParams, IdParams, OperateParams, ProviderPre, ProviderV0_1_0, ProvisionParams,
 };
-use crate::prelinked::typed_func;
 use crate::provider::{
     Account, Action, BillLine, Period, ProviderError, ProvisionRequest, Resource, Secret,
 };
@@ -104,28 +104,18 @@ impl LoadedPlugin {
         Ok(call)
     }
 
-    /// `account.secrets` is replaced: only secrets named in the manifest's
-    /// `capabilities.secrets` pass, and granted values override the caller's.
+    /// `account.secrets` is replaced by what [`LoadedPlugin::pass_secrets`] lets through.
     fn provider_account(&self, mut account: Account) -> Account {
-        let allowed = &self.inner.manifest.capabilities.secrets;
-        let granted = &self.inner.secrets;
-        let mut secrets: Vec<Secret> = account
-            .secrets
-            .drain(..)
-            .filter(|s| allowed.contains(&s.name))
-            .filter(|s| !granted.iter().any(|(n, _)| *n == s.name))
-            .collect();
-        secrets.extend(granted.iter().map(|(name, value)| Secret {
-            name: name.clone(),
-            value: value.clone(),
-        }));
-        account.secrets = secrets;
+        account.secrets = self.pass_secrets(
+            std::mem::take(&mut account.secrets),
+            |s| &s.name,
+            |name, value| Secret { name, value },
+        );
         account
     }
 
     /// One call of a `resources` function: a fresh store and instance, the export found by
-    /// the index checked at load. A refused request the guest turned into its own error is
-    /// reported as the refusal: that is what the operator can act on.
+    /// the index checked at load, finished as networked calls are.
     async fn call_provider<P, T>(
         &self,
         params: P,
@@ -144,38 +134,17 @@ impl LoadedPlugin {
             .map_err(|f| self.failed(f))?;
         let outcome = session
             .run(async |store| match pre {
-                ProviderPre::V0_1_0(v) => {
-                    let instance = v
-                        .pre
-                        .instantiate_async(&mut *store)
+                // SAFETY: `ProviderPre::new` checked every `resources` export as taking its
+                // parameter tuple and returning its result, and callers pass the index
+                // together with the parameters of that export.
+                ProviderPre::V0_1_0(v) => unsafe {
+                    call_export::<P, (Result<T, ProviderError>,)>(store, &v.pre, export(v), params)
                         .await
-                        .map_err(|e| (Phase::Instantiate, e))?;
-                    // SAFETY: `ProviderPre::new` checked every `resources` export as taking
-                    // its parameter tuple and returning its result, and callers pass the
-                    // index together with the parameters of that export.
-                    let func = unsafe {
-                        typed_func::<P, (Result<T, ProviderError>,)>(store, &instance, export(v))
-                    }
-                    .map_err(|e| (Phase::Instantiate, e))?;
-                    let (value,) = func
-                        .call_async(store, params)
-                        .await
-                        .map_err(|e| (Phase::Call, e))?;
-                    Ok(value)
                 }
+                .map(|(value,)| value),
             })
             .await;
-        let refusal = session.refusal();
-        let call = session.finish(outcome).map_err(|f| self.failed(f))?;
-        if call.value.is_err()
-            && let Some(r) = refusal
-        {
-            return Err(self.error(PluginFailure::HttpRefused {
-                host: r.host,
-                hint: r.hint,
-            }));
-        }
-        Ok(call)
+        self.finish_networked(session, outcome)
     }
 
     fn check_resource(&self, r: &Result<Resource, ProviderError>) -> Result<(), PluginError> {

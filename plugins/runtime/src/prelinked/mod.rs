@@ -12,6 +12,7 @@ use wasmtime::component::{
     ComponentExportIndex, ComponentNamedList, Instance, InstancePre, Lift, Lower, TypedFunc,
 };
 
+use crate::failure::Phase;
 use crate::session::CallState;
 
 /// Finds the function `name` of the exported `interface` (semver-compatible names match, as
@@ -49,7 +50,7 @@ where
 ///
 /// `index` must come from [`export_func`] with the same `Params` and `Results`, on the
 /// component `instance` was instantiated from.
-pub(crate) unsafe fn typed_func<Params, Results>(
+unsafe fn typed_func<Params, Results>(
     store: &mut wasmtime::Store<CallState>,
     instance: &Instance,
     index: &ComponentExportIndex,
@@ -63,4 +64,33 @@ where
         .ok_or_else(|| wasmtime::format_err!("an export checked at load is missing"))?;
     // SAFETY: the caller guarantees that the export's type was checked as this signature.
     Ok(unsafe { TypedFunc::new_unchecked(func) })
+}
+
+/// Instantiates `pre` in `store` and calls the export at `index` with `params`: one call of a
+/// fresh instance, each error tagged with the phase it happened in.
+///
+/// # Safety
+///
+/// As [`typed_func`]: `index` must come from [`export_func`] with the same `Params` and
+/// `Results`, on the component of `pre`.
+pub(crate) async unsafe fn call_export<Params, Results>(
+    store: &mut wasmtime::Store<CallState>,
+    pre: &InstancePre<CallState>,
+    index: &ComponentExportIndex,
+    params: Params,
+) -> Result<Results, (Phase, wasmtime::Error)>
+where
+    Params: ComponentNamedList + Lower + Send + Sync,
+    Results: ComponentNamedList + Lift + Send + Sync + 'static,
+{
+    let instance = pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(|e| (Phase::Instantiate, e))?;
+    // SAFETY: the caller guarantees what `typed_func` needs.
+    let func = unsafe { typed_func::<Params, Results>(store, &instance, index) }
+        .map_err(|e| (Phase::Instantiate, e))?;
+    func.call_async(store, params)
+        .await
+        .map_err(|e| (Phase::Call, e))
 }
