@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 
 use super::compute::{ORDER_COLUMNS, billing_from_row, order_from_row};
 use super::ledger::{PostOutcome, post};
-use super::{Store, StoreError};
+use super::{Store, StoreError, Tx};
 use crate::domain::compute::{Offering, Order};
 use crate::domain::compute_billing::{
     BillLine, BillStatus, BillableOrder, ListedLine, line_transaction, split_payment,
@@ -80,6 +80,27 @@ pub struct ChargeOfLine<'a> {
     pub fee: Money,
     pub rule: &'a str,
     pub now: i64,
+}
+
+/// `Store::mark_bill_line` inside `tx`.
+async fn mark_in(
+    tx: &mut Tx,
+    line_id: &str,
+    status: BillStatus,
+    order_id: Option<&str>,
+    error: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE compute_bill_lines SET status = $2, order_id = COALESCE($3, order_id), \
+         error = $4 WHERE id = $1 AND status IN ('unmatched', 'unpaid')",
+    )
+    .bind(line_id)
+    .bind(status.as_str())
+    .bind(order_id)
+    .bind(error)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 impl Store {
@@ -253,76 +274,32 @@ impl Store {
         error: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "UPDATE compute_bill_lines SET status = $2, order_id = COALESCE($3, order_id), \
-             error = $4 WHERE id = $1 AND status IN ('unmatched', 'unpaid')",
-        )
-        .bind(line_id)
-        .bind(status.as_str())
-        .bind(order_id)
-        .bind(error)
-        .execute(&mut *tx)
-        .await?;
+        mark_in(&mut tx, line_id, status, order_id, error).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Charges one pending line to its order: the line's status, the order's hold and
-    /// charged total, and the posting (`line_transaction`), in one transaction. The hold pays
-    /// first (`split_payment`), the user's balance the rest.
-    pub async fn charge_bill_line(&self, c: &ChargeOfLine<'_>) -> Result<LineCharge, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let taken = sqlx::query(
-            "UPDATE compute_bill_lines SET status = 'charged', order_id = $2, charge_minor = $3, \
-             fee_minor = $4, rule = $5, error = NULL, charged_at = $6 \
-             WHERE id = $1 AND status IN ('unmatched', 'unpaid')",
-        )
-        .bind(c.line_id)
-        .bind(c.order_id)
-        .bind(c.charge.minor())
-        .bind(c.fee.minor())
-        .bind(c.rule)
-        .bind(c.now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if taken != 1 {
-            tx.rollback().await?;
-            return Ok(LineCharge::Taken);
+    /// Charges pending lines to their orders in one transaction (one commit for the batch).
+    /// Per line: the line's status, the order's hold and charged total, and the posting
+    /// (`line_transaction`); the hold pays first (`split_payment`), the user's balance the
+    /// rest, and a line they do not cover is marked `unpaid`. The order's and the user's
+    /// balance rows are written before they are read, so PostgreSQL locks them and no
+    /// concurrent debit slips between the check and the posting. Should a posting still be
+    /// refused (a provider's balance at the maximum), the batch is rolled back and each line
+    /// charged on its own, so that only the refused one is held back (`unpaid`).
+    pub async fn charge_bill_lines(
+        &self,
+        charges: &[ChargeOfLine<'_>],
+    ) -> Result<Vec<LineCharge>, StoreError> {
+        if let Ok(out) = self.try_charge(charges).await? {
+            return Ok(out);
         }
-        // Writing the row first locks it (PostgreSQL) before its hold is read.
-        let held: i64 = sqlx::query(
-            "UPDATE compute_orders SET updated_at = updated_at WHERE id = $1 \
-             RETURNING held_minor",
-        )
-        .bind(c.order_id)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("held_minor")?;
-        let (from_hold, _) = split_payment(c.charge, Money::from_minor(held));
-        sqlx::query(
-            "UPDATE compute_orders SET held_minor = held_minor - $2, \
-             charged_minor = charged_minor + $3 WHERE id = $1",
-        )
-        .bind(c.order_id)
-        .bind(from_hold.minor())
-        .bind(c.charge.minor())
-        .execute(&mut *tx)
-        .await?;
-        let t = line_transaction(
-            c.line_id,
-            c.buyer_account,
-            c.provider_account,
-            c.charge,
-            c.fee,
-            from_hold,
-        )
-        .map_err(|e| StoreError::Corrupt(format!("bill line {}: {e}", c.line_id)))?;
-        if !t.postings.is_empty() {
-            match post(&mut tx, &t).await? {
-                PostOutcome::Posted => {}
-                PostOutcome::LimitReached { .. } => {
-                    tx.rollback().await?;
+        let mut out = Vec::with_capacity(charges.len());
+        for c in charges {
+            match self.try_charge(std::slice::from_ref(c)).await? {
+                Ok(one) => out.extend(one),
+                Err(PostOutcome::ReferenceTaken) => out.push(LineCharge::Taken),
+                Err(_) => {
                     self.mark_bill_line(
                         c.line_id,
                         BillStatus::Unpaid,
@@ -330,28 +307,19 @@ impl Store {
                         Some(UNPAID),
                     )
                     .await?;
-                    return Ok(LineCharge::Unpaid);
-                }
-                PostOutcome::ReferenceTaken => {
-                    tx.rollback().await?;
-                    return Ok(LineCharge::Taken);
+                    out.push(LineCharge::Unpaid);
                 }
             }
         }
-        tx.commit().await?;
-        Ok(LineCharge::Charged)
+        Ok(out)
     }
 
-    /// Charges pending lines in one transaction (one commit for the batch, instead of one per
-    /// line), each as `charge_bill_line` would. A line its user cannot pay is marked `unpaid`
-    /// in the same transaction: the order's hold and the user's balance rows are written
-    /// before they are read, so PostgreSQL locks them and no concurrent debit slips between
-    /// the check and the posting. Should a posting still be refused (a provider's balance at
-    /// the maximum), the batch is rolled back and charged line by line.
-    pub async fn charge_bill_lines(
+    /// `charge_bill_lines` in one transaction, or nothing written and the posting outcome
+    /// that refused a line.
+    async fn try_charge(
         &self,
         charges: &[ChargeOfLine<'_>],
-    ) -> Result<Vec<LineCharge>, StoreError> {
+    ) -> Result<Result<Vec<LineCharge>, PostOutcome>, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut out = Vec::with_capacity(charges.len());
         for c in charges {
@@ -381,14 +349,13 @@ impl Store {
                 .transpose()?
                 .unwrap_or(0);
                 if balance < from_balance.minor() {
-                    sqlx::query(
-                        "UPDATE compute_bill_lines SET status = 'unpaid', order_id = $2, \
-                         error = $3 WHERE id = $1 AND status IN ('unmatched', 'unpaid')",
+                    mark_in(
+                        &mut tx,
+                        c.line_id,
+                        BillStatus::Unpaid,
+                        Some(c.order_id),
+                        Some(UNPAID),
                     )
-                    .bind(c.line_id)
-                    .bind(c.order_id)
-                    .bind(UNPAID)
-                    .execute(&mut *tx)
                     .await?;
                     out.push(LineCharge::Unpaid);
                     continue;
@@ -431,22 +398,16 @@ impl Store {
             )
             .map_err(|e| StoreError::Corrupt(format!("bill line {}: {e}", c.line_id)))?;
             if !t.postings.is_empty() {
-                match post(&mut tx, &t).await? {
-                    PostOutcome::Posted => {}
-                    PostOutcome::ReferenceTaken | PostOutcome::LimitReached { .. } => {
-                        tx.rollback().await?;
-                        let mut one_by_one = Vec::with_capacity(charges.len());
-                        for c in charges {
-                            one_by_one.push(self.charge_bill_line(c).await?);
-                        }
-                        return Ok(one_by_one);
-                    }
+                let outcome = post(&mut tx, &t).await?;
+                if outcome != PostOutcome::Posted {
+                    tx.rollback().await?;
+                    return Ok(Err(outcome));
                 }
             }
             out.push(LineCharge::Charged);
         }
         tx.commit().await?;
-        Ok(out)
+        Ok(Ok(out))
     }
 
     /// Ended orders (before `ended_before`) that still hold a reserve for bills.
