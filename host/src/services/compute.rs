@@ -181,7 +181,9 @@ impl Compute {
         }
         // The plugin must exist as a provider plugin now; the offering names it by id, so a
         // later version serves the offering's next orders.
-        self.plugins.provider_plugin(&req.plugin).await?;
+        self.plugins
+            .require(PluginKind::Provider, &req.plugin, "/plugin")
+            .await?;
         if let Some(billing) = &req.billing {
             if !billing.config.is_object() {
                 return Err(ServiceError::invalid(
@@ -189,10 +191,9 @@ impl Compute {
                     "must be a JSON object",
                 ));
             }
-            let registry = self.plugins.refresh(false).await?;
             self.plugins
-                .pick_one(&registry, PluginKind::Billing, &billing.plugin)
-                .map_err(|m| ServiceError::invalid("/billing/plugin", m))?;
+                .require(PluginKind::Billing, &billing.plugin, "/billing/plugin")
+                .await?;
         }
         let offering = Offering {
             id: new_id("cof_"),

@@ -236,14 +236,13 @@ impl Subscriptions {
             (BillingType::Metered, _) => None,
         };
         if let Some(plugin) = &method.plugin {
-            let registry = self.plugins.refresh(false).await?;
             self.plugins
-                .pick_one(
-                    &registry,
+                .require(
                     liutong_plugin_runtime::PluginKind::Billing,
                     plugin,
+                    "/billingMethod/plugin",
                 )
-                .map_err(|m| ServiceError::invalid("/billingMethod/plugin", m))?;
+                .await?;
         }
         let adapter = req
             .adapter

@@ -87,10 +87,9 @@ impl PluginHost {
         field: &str,
     ) -> Result<(), ServiceError> {
         let upstream = upstream_of(endpoint).map_err(|m| ServiceError::invalid(field, m))?;
-        let registry = self.refresh(false).await?;
         let plugin = self
-            .pick_one(&registry, PluginKind::Adapter, adapter_id)
-            .map_err(|message| ServiceError::invalid("/adapter", message))?;
+            .require(PluginKind::Adapter, adapter_id, "/adapter")
+            .await?;
         let (host, port) = (upstream.host.as_str(), upstream.port);
         let authority = if host.contains(':') {
             format!("[{host}]:{port}")

@@ -170,6 +170,19 @@ impl PluginHost {
         }
     }
 
+    /// Plugin `id` of `kind`, installed, enabled and loaded now, as a request names it at
+    /// `field`; else `400` at `field` saying why not.
+    pub async fn require(
+        &self,
+        kind: PluginKind,
+        id: &str,
+        field: &str,
+    ) -> Result<LoadedPlugin, ServiceError> {
+        let registry = self.refresh(false).await?;
+        self.pick_one(&registry, kind, id)
+            .map_err(|message| ServiceError::invalid(field, message))
+    }
+
     /// Brings the registry up to the database's generation: at most once a second unless
     /// `force`.
     pub async fn refresh(&self, force: bool) -> Result<Arc<Registry>, ServiceError> {

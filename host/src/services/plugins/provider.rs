@@ -12,7 +12,6 @@ use liutong_plugin_runtime::{Call, LoadedPlugin, PluginError, PluginKind};
 use super::PluginHost;
 use super::billing::{Outcome, input_digest};
 use crate::domain::compute::{Offering, ResourceAction, ResourceType};
-use crate::services::ServiceError;
 
 /// What a provider call came to when it did not answer a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,13 +139,6 @@ fn failure(name: &str, e: ProviderError) -> ProviderFailure {
 }
 
 impl PluginHost {
-    /// The provider plugin `plugin_id`, installed, enabled and loaded.
-    pub async fn provider_plugin(&self, plugin_id: &str) -> Result<LoadedPlugin, ServiceError> {
-        let registry = self.refresh(false).await?;
-        self.pick_one(&registry, PluginKind::Provider, plugin_id)
-            .map_err(|message| ServiceError::invalid("/plugin", message))
-    }
-
     /// One audited call of a provider plugin: `operation` names it in the audit, `subject`
     /// is the order (or offering) it is for.
     async fn provider_call<T, F>(
