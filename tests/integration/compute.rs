@@ -85,6 +85,25 @@ async fn offering(
         .to_owned()
 }
 
+/// An offering served by the reference plugin on `moto`.
+async fn aws_offering(
+    app: &TestApp,
+    provider: &str,
+    moto: &Moto,
+    resource_type: &str,
+    spec: Value,
+) -> String {
+    offering(
+        app,
+        provider,
+        resource_type,
+        spec,
+        "aws-compute",
+        aws_config(moto),
+    )
+    .await
+}
+
 async fn order(app: &TestApp, token: &str, offering_id: &str, key: &str) -> crate::support::Resp {
     app.send(
         app.client
@@ -135,13 +154,12 @@ async fn active_host_order(
     let (provider, _) = certified(&app, "cloudco").await;
     let carol = app.user("carol").await;
     app.credit("carol", credit, "c-1").await.ok();
-    let host = offering(
+    let host = aws_offering(
         &app,
         &provider,
+        moto,
         "cloud_host",
         json!({"instanceType": "t3.micro", "imageId": IMAGE}),
-        "aws-compute",
-        aws_config(moto),
     )
     .await;
     let id = order(&app, &carol, &host, "k-1").await.ok()["orderId"]
@@ -194,43 +212,24 @@ async fn four_resource_types_are_provisioned_operated_and_reclaimed(backend: Bac
         bad.error_msg()
     );
 
-    let config = aws_config(&moto);
-    let host = offering(
+    let host = aws_offering(
         &app,
         &provider,
+        &moto,
         "cloud_host",
         json!({"instanceType": "t3.micro", "imageId": IMAGE}),
-        "aws-compute",
-        config.clone(),
     )
     .await;
-    let metal = offering(
+    let metal = aws_offering(
         &app,
         &provider,
+        &moto,
         "bare_metal",
         json!({"instanceType": "m5.metal", "imageId": IMAGE}),
-        "aws-compute",
-        config.clone(),
     )
     .await;
-    let files = offering(
-        &app,
-        &provider,
-        "file_service",
-        json!({}),
-        "aws-compute",
-        config.clone(),
-    )
-    .await;
-    let storage = offering(
-        &app,
-        &provider,
-        "storage_service",
-        json!({}),
-        "aws-compute",
-        config,
-    )
-    .await;
+    let files = aws_offering(&app, &provider, &moto, "file_service", json!({})).await;
+    let storage = aws_offering(&app, &provider, &moto, "storage_service", json!({})).await;
     let listed = app.get("/v1/compute/offerings", Some(&carol), &[]).await;
     assert_eq!(listed.ok()["offerings"].as_array().expect("list").len(), 4);
 
@@ -378,13 +377,12 @@ async fn provisioning_retries_until_the_provider_is_back(backend: Backend) {
     let (provider, _) = certified(&app, "cloudco").await;
     let carol = app.user("carol").await;
     app.credit("carol", 10.0, "c-1").await.ok();
-    let host = offering(
+    let host = aws_offering(
         &app,
         &provider,
+        &moto,
         "cloud_host",
         json!({"instanceType": "t3.micro", "imageId": IMAGE}),
-        "aws-compute",
-        aws_config(&moto),
     )
     .await;
 
@@ -780,24 +778,8 @@ async fn bills_are_synced_once_matched_charged_and_reconciled(backend: Backend) 
     )
     .await
     .expect_error(400, "INVALID_ARGUMENT");
-    let files = offering(
-        &app,
-        &provider,
-        "file_service",
-        json!({}),
-        "aws-compute",
-        aws_config(&moto),
-    )
-    .await;
-    let bucket = offering(
-        &app,
-        &provider,
-        "storage_service",
-        json!({}),
-        "aws-compute",
-        aws_config(&moto),
-    )
-    .await;
+    let files = aws_offering(&app, &provider, &moto, "file_service", json!({})).await;
+    let bucket = aws_offering(&app, &provider, &moto, "storage_service", json!({})).await;
     let mut ids = Vec::new();
     for (i, o) in [&host, &files, &bucket].into_iter().enumerate() {
         let r = order(&app, &carol, o, &format!("k-{i}")).await;
