@@ -10,6 +10,7 @@ if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; the
   if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
     echo "starting the local PostgreSQL"
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+    for _ in $(seq 60); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.5; done
   fi
 fi
 
@@ -60,6 +61,7 @@ step "import cycles"
 # rule itself is enforced without it by tests/integration/layers.rs.
 if [ -f ../shared/tools/import-cycles.py ]; then
   python3 ../shared/tools/import-cycles.py host/src
+  python3 ../shared/tools/import-cycles.py plugins/runtime/src
 else
   echo "../shared/tools/import-cycles.py is not here; tests/integration/layers.rs checks the layers"
 fi
