@@ -28,12 +28,11 @@
 //! LIUTONG_BENCH_SQLITE ("skip").
 //! Needs python3 with `moto[server]` (scripts/test.sh installs it).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use liutong_plugin_runtime::{Package, PublisherKey};
 use liutong_testkit::moto::Moto;
 use serde_json::{Value, json};
 
@@ -99,20 +98,6 @@ fn bill_pages(resources: &[String], n: usize) -> (String, String, String) {
         day(0),
         format!("{:04}-12-31", start.year()),
     )
-}
-
-/// The `aws-compute` package, signed by a fresh publisher whose key goes into `trust`.
-fn provider_package(trust: &Path, out: &Path) {
-    let (manifest, component) = common::guest("provider-aws-compute");
-    let key = PublisherKey::generate("liutong-bench");
-    std::fs::create_dir_all(trust).expect("trust dir");
-    std::fs::write(trust.join("bench.pub"), key.public().to_json()).expect("trusted key");
-    std::fs::create_dir_all(out).expect("packages dir");
-    std::fs::write(
-        out.join("aws-compute.ltpkg"),
-        key.sign(Package::build(manifest, component)).to_bytes(),
-    )
-    .expect("package");
 }
 
 fn start_liutong(database_url: String, dir: PathBuf, moto_authority: String) -> common::Running {
@@ -313,7 +298,12 @@ async fn run_backend(database: &str, database_url: &str, s: &Settings) {
     let moto = Moto::start();
     let endpoint = moto.endpoint();
     let dir = tempfile::tempdir().expect("dir");
-    provider_package(&dir.path().join("trusted"), &dir.path().join("packages"));
+    common::signed_package(
+        "provider-aws-compute",
+        "aws-compute",
+        &dir.path().join("trusted"),
+        &dir.path().join("packages"),
+    );
     let server = start_liutong(
         database_url.to_owned(),
         dir.path().to_owned(),

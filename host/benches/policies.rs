@@ -18,7 +18,7 @@
 //! LIUTONG_BENCH_SEQUENTIAL (2000 sequential decisions), LIUTONG_BENCH_POSTGRES (admin URL or
 //! "skip"), LIUTONG_BENCH_SQLITE ("skip").
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use liutong::domain::Role;
 use liutong::services::accounts::Accounts;
 use liutong::store::Store;
-use liutong_plugin_runtime::{Package, PluginKind, PublisherKey};
+use liutong_plugin_runtime::PluginKind;
 use serde_json::{Value, json};
 
 mod common;
@@ -41,20 +41,6 @@ struct Settings {
     concurrency: usize,
     seconds: u64,
     sequential: usize,
-}
-
-/// The `use-scenes` package, signed by a fresh publisher whose key goes into `trust`.
-fn use_scenes_package(trust: &Path, out: &Path) {
-    let (manifest, component) = common::guest("policy-use-scenes");
-    let key = PublisherKey::generate("liutong-bench");
-    std::fs::create_dir_all(trust).expect("trust dir");
-    std::fs::write(trust.join("bench.pub"), key.public().to_json()).expect("trusted key");
-    std::fs::create_dir_all(out).expect("packages dir");
-    std::fs::write(
-        out.join("use-scenes.ltpkg"),
-        key.sign(Package::build(manifest, component)).to_bytes(),
-    )
-    .expect("package");
 }
 
 fn start_liutong(database_url: String, dir: PathBuf) -> Running {
@@ -204,7 +190,12 @@ struct Figures {
 
 async fn run_backend(database_url: &str, s: &Settings) -> Figures {
     let dir = tempfile::tempdir().expect("dir");
-    use_scenes_package(&dir.path().join("trusted"), &dir.path().join("packages"));
+    common::signed_package(
+        "policy-use-scenes",
+        "use-scenes",
+        &dir.path().join("trusted"),
+        &dir.path().join("packages"),
+    );
     let server = start_liutong(database_url.to_owned(), dir.path().to_owned());
     let api = Api {
         client: reqwest::Client::builder()

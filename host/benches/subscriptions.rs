@@ -14,12 +14,11 @@
 //! concurrent run), LIUTONG_BENCH_SEQUENTIAL (2000 sequential calls),
 //! LIUTONG_TEST_POSTGRES (admin URL or "skip"), LIUTONG_BENCH_SQLITE ("skip").
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use liutong_plugin_runtime::{Package, PublisherKey};
 use serde_json::{Value, json};
 
 mod common;
@@ -67,20 +66,6 @@ fn start_upstream(calls: Arc<AtomicU64>) -> Running {
             .await
             .expect("upstream serves");
     })
-}
-
-/// The `openai-chat` package, signed by a fresh publisher whose key goes into `trust`.
-fn adapter_package(trust: &Path, out: &Path) {
-    let (manifest, component) = common::guest("adapter-openai-chat");
-    let key = PublisherKey::generate("liutong-bench");
-    std::fs::create_dir_all(trust).expect("trust dir");
-    std::fs::write(trust.join("bench.pub"), key.public().to_json()).expect("trusted key");
-    std::fs::create_dir_all(out).expect("packages dir");
-    std::fs::write(
-        out.join("openai-chat.ltpkg"),
-        key.sign(Package::build(manifest, component)).to_bytes(),
-    )
-    .expect("package");
 }
 
 fn start_liutong(database_url: String, dir: PathBuf, upstream_authority: String) -> Running {
@@ -242,7 +227,12 @@ async fn run_backend(database_url: &str, s: &Settings) -> Figures {
     let upstream = start_upstream(Arc::clone(&calls));
     let authority = upstream.base.trim_start_matches("http://").to_owned();
     let dir = tempfile::tempdir().expect("dir");
-    adapter_package(&dir.path().join("trusted"), &dir.path().join("packages"));
+    common::signed_package(
+        "adapter-openai-chat",
+        "openai-chat",
+        &dir.path().join("trusted"),
+        &dir.path().join("packages"),
+    );
     let server = start_liutong(database_url.to_owned(), dir.path().to_owned(), authority);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(s.concurrency * 2)

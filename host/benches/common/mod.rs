@@ -1,5 +1,5 @@
 //! What the benchmarks share: settings from the environment, the machine's load, throwaway
-//! PostgreSQL databases and latency summaries.
+//! PostgreSQL databases, latency summaries and signed guest packages.
 
 #![allow(dead_code)] // each bench uses its own subset
 
@@ -261,4 +261,20 @@ pub fn guest(crate_dir: &str) -> (Vec<u8>, Vec<u8>) {
         std::fs::read(manifest_path(crate_dir)).expect("manifest"),
         std::fs::read(component_path(crate_dir)).expect("component"),
     )
+}
+
+/// Writes the guest `crate_dir` as the signed package `out/<file>.ltpkg`, signed by a fresh
+/// publisher whose key goes into `trust` (the server's trust directory).
+pub fn signed_package(crate_dir: &str, file: &str, trust: &std::path::Path, out: &std::path::Path) {
+    use liutong_plugin_runtime::{Package, PublisherKey};
+    let (manifest, component) = guest(crate_dir);
+    let key = PublisherKey::generate("liutong-bench");
+    std::fs::create_dir_all(trust).expect("trust dir");
+    std::fs::write(trust.join("bench.pub"), key.public().to_json()).expect("trusted key");
+    std::fs::create_dir_all(out).expect("packages dir");
+    std::fs::write(
+        out.join(format!("{file}.ltpkg")),
+        key.sign(Package::build(manifest, component)).to_bytes(),
+    )
+    .expect("package");
 }
