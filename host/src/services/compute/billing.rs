@@ -472,14 +472,13 @@ impl Compute {
                 orders.insert(id.clone(), o);
             }
         }
-        let mut offerings: HashMap<String, Offering> = HashMap::new();
-        for o in orders.values() {
-            if !offerings.contains_key(&o.offering_id)
-                && let Some(f) = self.store.offering(&o.offering_id).await?
-            {
-                offerings.insert(f.id.clone(), f);
-            }
-        }
+        let offerings: HashMap<String, Offering> = self
+            .store
+            .offerings_by_provider(None)
+            .await?
+            .into_iter()
+            .map(|(f, _)| (f.id.clone(), f))
+            .collect();
         let mut totals = ReconciliationTotals {
             lines: lines.len(),
             ..ReconciliationTotals::default()
