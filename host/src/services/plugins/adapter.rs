@@ -13,7 +13,7 @@ use liutong_plugin_runtime::billing::{BillingMethod, BillingType as WitBillingTy
 use liutong_plugin_runtime::{Call, LoadedPlugin, PluginError, PluginKind};
 
 use super::PluginHost;
-use super::billing::{Outcome, input_digest, plugin_error_text};
+use super::billing::{Outcome, input_digest, labelled, plugin_error_text};
 use crate::domain::billing::{Charge, LineItem};
 use crate::domain::money::Money;
 use crate::domain::subscriptions::{BillingType, Kind, Unit, Usage as DomainUsage};
@@ -234,7 +234,7 @@ impl PluginHost {
                 let failure = match e {
                     AdapterError::InvalidInput(m) => InvokeFailure::InvalidInput(m),
                     AdapterError::InvalidConfig(m) => {
-                        InvokeFailure::Plugin(format!("{name}: invalid config: {m}"))
+                        InvokeFailure::Plugin(format!("{name}: {}", labelled("invalid config", &m)))
                     }
                     AdapterError::UpstreamStatus((status, body)) => InvokeFailure::Upstream {
                         status: Some(status),

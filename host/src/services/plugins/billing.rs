@@ -162,13 +162,18 @@ fn resource_kind(request: &ChargeRequest<'_>) -> ResourceKind {
 /// The plugin's own error, prefixed with its case unless the plugin already said it (the SDK's
 /// helpers do).
 pub(crate) fn plugin_error_text(e: &PluginBillingError) -> String {
-    let (case, message) = match e {
-        PluginBillingError::InvalidConfig(m) => ("invalid config", m),
-        PluginBillingError::InvalidInput(m) => ("invalid input", m),
-        PluginBillingError::Unsupported(m) => ("unsupported", m),
-    };
+    match e {
+        PluginBillingError::InvalidConfig(m) => labelled("invalid config", m),
+        PluginBillingError::InvalidInput(m) => labelled("invalid input", m),
+        PluginBillingError::Unsupported(m) => labelled("unsupported", m),
+    }
+}
+
+/// A plugin's error message under the label of its case (`invalid config: …`), once: the
+/// SDK's own messages start with the label already.
+pub(crate) fn labelled(case: &str, message: &str) -> String {
     if message.starts_with(case) {
-        message.clone()
+        message.to_owned()
     } else {
         format!("{case}: {message}")
     }

@@ -10,7 +10,7 @@ use liutong_plugin_runtime::provider::{
 use liutong_plugin_runtime::{Call, LoadedPlugin, PluginError, PluginKind};
 
 use super::PluginHost;
-use super::billing::{Outcome, input_digest};
+use super::billing::{Outcome, input_digest, labelled};
 use crate::domain::compute::{Offering, ResourceAction, ResourceType};
 
 /// What a provider call came to when it did not answer a value.
@@ -102,7 +102,7 @@ fn failure(name: &str, e: ProviderError) -> ProviderFailure {
             provider(None, false, false, false, format!("invalid request: {m}"))
         }
         ProviderError::InvalidConfig(m) => {
-            ProviderFailure::Plugin(format!("{name}: invalid config: {m}"))
+            ProviderFailure::Plugin(format!("{name}: {}", labelled("invalid config", &m)))
         }
         ProviderError::Unsupported(m) => {
             provider(None, false, false, true, format!("not supported: {m}"))
