@@ -681,6 +681,65 @@ async fn an_exhausted_balance_stops_then_reclaims(backend: Backend) {
     assert_eq!(audit.ok()["balanced"], true, "{}", audit.ok());
 }
 
+/// The reference plugin's `idempotency` option: `client-token` provisions with the one
+/// `RunInstances` call (the instance carries the order's client token), and a value it does
+/// not know fails the order with the reason instead of guessing.
+async fn the_plugins_idempotency_option(backend: Backend) {
+    let moto = Moto::start();
+    let app = compute_app(backend, &moto).await;
+    let (provider, _) = certified(&app, "cloudco").await;
+    let carol = app.user("carol").await;
+    app.credit("carol", 10.0, "c-1").await.ok();
+    let spec = json!({"instanceType": "t3.micro", "imageId": IMAGE});
+    let mut config = aws_config(&moto);
+    config["idempotency"] = json!("client-token");
+    let one_call = offering(
+        &app,
+        &provider,
+        "cloud_host",
+        spec.clone(),
+        "aws-compute",
+        config.clone(),
+    )
+    .await;
+    config["idempotency"] = json!("sometimes");
+    let unknown = offering(&app, &provider, "cloud_host", spec, "aws-compute", config).await;
+
+    let id = order(&app, &carol, &one_call, "k-1").await.ok()["orderId"]
+        .as_str()
+        .expect("orderId")
+        .to_owned();
+    let v = wait_for(&app, &carol, &id, "ACTIVE").await;
+    let inv = inventory(&moto);
+    let instances = inv["instances"].as_array().expect("instances");
+    assert_eq!(instances.len(), 1, "{inv}");
+    assert_eq!(instances[0]["id"], v["providerResourceId"], "{inv}");
+    assert!(
+        instances[0]["token"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()),
+        "{inv}"
+    );
+
+    let id = order(&app, &carol, &unknown, "k-2").await.ok()["orderId"]
+        .as_str()
+        .expect("orderId")
+        .to_owned();
+    let v = wait_for(&app, &carol, &id, "FAILED").await;
+    let error = v["error"].as_str().unwrap_or_default();
+    // The plugin's reason, labelled once.
+    assert!(
+        error.contains("invalid config: unknown variant `sometimes`")
+            && error.matches("invalid config").count() == 1,
+        "{v}"
+    );
+    // Nothing was made for it.
+    assert_eq!(
+        inventory(&moto)["instances"].as_array().map(Vec::len),
+        Some(1)
+    );
+}
+
 /// `YYYY-MM-DD` of today (UTC) plus `days`.
 fn day(days: i64) -> String {
     let d = time::OffsetDateTime::now_utc().date() + time::Duration::days(days);
@@ -1106,4 +1165,5 @@ on_both!(
     an_exhausted_balance_stops_then_reclaims,
     bills_are_synced_once_matched_charged_and_reconciled,
     the_scheduled_job_syncs_and_unpaid_lines_wait,
+    the_plugins_idempotency_option,
 );
