@@ -197,6 +197,14 @@ async fn config_file_then_env_then_flags() {
         "{}",
         out.stderr
     );
+
+    // A value out of its range is refused by name, before the server starts.
+    std::fs::write(&bad, "[compute]\nbill_lookback_days = 0\n").expect("write");
+    let out = cli(&["--config", bad.to_str().expect("path"), "serve"])
+        .run()
+        .await;
+    assert!(!out.success);
+    assert!(out.stderr.contains("bill_lookback_days"), "{}", out.stderr);
 }
 
 #[tokio::test]
