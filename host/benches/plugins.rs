@@ -141,6 +141,7 @@ async fn server(dir: &Path, trust: &Path, package: Option<&Path>) -> String {
         storage: StorageConfig {
             dir: dir.join("files"),
             s3: None,
+            verify_every_delivery: false,
         },
         plugins,
         ..Config::default()

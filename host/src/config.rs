@@ -231,6 +231,10 @@ impl Default for PluginsConfig {
 pub struct StorageConfig {
     pub dir: PathBuf,
     pub s3: Option<S3Config>,
+    /// Hash a local file against its recorded digest on every delivery. When off, a file is
+    /// hashed on upload, then again only when the server has not yet seen it whole since
+    /// starting or its inode, size, modification or change time moved (see `files::Stamp`).
+    pub verify_every_delivery: bool,
 }
 
 /// An S3-compatible object store. Credentials left unset are read from the standard AWS
@@ -285,6 +289,7 @@ impl Default for Config {
             storage: StorageConfig {
                 dir: PathBuf::from(DEFAULT_STORAGE_DIR),
                 s3: None,
+                verify_every_delivery: false,
             },
             confirmation_ttl: Duration::from_secs(24 * 3600),
             license_term: Duration::from_secs(365 * 24 * 3600),
@@ -312,6 +317,7 @@ pub struct FileConfig {
     pub keys_dir: Option<PathBuf>,
     pub storage_dir: Option<PathBuf>,
     pub s3: Option<S3Config>,
+    pub verify_every_delivery: Option<bool>,
     pub confirmation_ttl_secs: Option<u64>,
     pub license_term_secs: Option<u64>,
     pub max_json_delivery: Option<u64>,
@@ -379,6 +385,9 @@ impl FileConfig {
         }
         if let Some(v) = self.s3 {
             config.storage.s3 = Some(v);
+        }
+        if let Some(v) = self.verify_every_delivery {
+            config.storage.verify_every_delivery = v;
         }
         if let Some(v) = self.confirmation_ttl_secs {
             config.confirmation_ttl = Duration::from_secs(v);

@@ -723,6 +723,74 @@ async fn rotated_keys_keep_old_documents_valid_postgres() {
     rotated_keys_keep_old_documents_valid(Backend::Postgres).await;
 }
 
+/// A stored file that changed on disk after its upload is hashed again at its next delivery
+/// and not delivered as whole; once it is back as uploaded it is delivered again.
+async fn a_stored_file_changed_on_disk_is_not_delivered_as_whole(mut app: TestApp) {
+    let alice = app.party("alice").await;
+    let carol = app.buyer("carol").await;
+    let plaintext: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let listing = app.listing(&alice, "d1", None, &plaintext).await;
+    let (_, s) = app.settled_trade(&carol, &listing).await;
+    let license = s["licenses"].clone();
+    let deliver = |app: &TestApp| {
+        app.client
+            .post(app.url("/deliver"))
+            .header("X-Auth-Token", &carol.token)
+            .header("Accept", "application/octet-stream")
+            .json(&json!({"licenses": license}))
+            .send()
+    };
+    let whole = |body: &[u8]| body == &listing.ciphertext[..];
+
+    let body = deliver(&app).await.expect("request").bytes().await;
+    assert!(whole(&body.expect("body")), "delivered as uploaded");
+
+    let objects = walk(&app.config.storage.dir.join("objects"));
+    assert_eq!(objects.len(), 1);
+    let flip = |path: &std::path::Path| {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .expect("open stored file");
+        let at = 1_500_000;
+        let mut byte = [0u8; 1];
+        file.read_exact_at(&mut byte, at).expect("read");
+        file.write_all_at(&[byte[0] ^ 0xff], at).expect("write");
+    };
+    // Same size, one byte changed in the second of its three 1 MiB chunks.
+    flip(&objects[0]);
+    let response = deliver(&app).await.expect("request");
+    assert_eq!(
+        response.status(),
+        200,
+        "the proof was signed before the bytes"
+    );
+    match response.bytes().await {
+        Err(_) => {}
+        Ok(body) => panic!(
+            "a changed file was delivered as whole ({} bytes)",
+            body.len()
+        ),
+    }
+    // Changed back: hashed again, it matches, and is delivered (twice: the second time
+    // from its confirmation).
+    flip(&objects[0]);
+    for _ in 0..2 {
+        let body = deliver(&app).await.expect("request").bytes().await;
+        assert!(whole(&body.expect("body")));
+    }
+
+    // A restarted server has confirmed nothing yet: it hashes, and delivers.
+    app.restart_with(app.config.clone()).await;
+    let body = deliver(&app).await.expect("request").bytes().await;
+    assert!(whole(&body.expect("body")));
+    flip(&objects[0]);
+    let response = deliver(&app).await.expect("request");
+    assert!(response.bytes().await.is_err());
+}
+
 on_both_backends!(
     keys_are_public_and_verifiable,
     registration_needs_a_real_age_recipient,
@@ -731,4 +799,5 @@ on_both_backends!(
     bad_licenses_are_refused,
     resource_url_is_fetched_when_nothing_was_uploaded,
     controlled_data_is_not_delivered_here,
+    a_stored_file_changed_on_disk_is_not_delivered_as_whole,
 );

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::{ByteStream, CHUNK, Expected, Hashing, verified};
+use super::{ByteStream, CHUNK, Expected, Hashing, read_chunks, verified};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -42,12 +42,13 @@ impl Spooled {
     /// Streams the spooled bytes, checked against the recorded digest; the spool file is
     /// deleted when the stream is dropped.
     pub async fn into_stream(self) -> Result<ByteStream, std::io::Error> {
-        let file = tokio::fs::File::open(&self.path).await?;
-        let inner = tokio_util::io::ReaderStream::with_capacity(file, CHUNK).boxed();
+        let file = tokio::fs::File::open(&self.path).await?.into_std().await;
+        let len = file.metadata()?.len();
         Ok(verified(
-            inner,
+            read_chunks(file, len),
             self.size,
             Expected::Blake3(self.blake3),
+            None,
             Some(Box::new(self.path)),
         ))
     }

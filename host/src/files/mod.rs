@@ -7,8 +7,9 @@
 
 pub mod fetch;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, Stream, StreamExt};
@@ -26,6 +27,13 @@ pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 /// read calls, blocking-pool hand-offs and socket writes per byte than 256 KiB), small enough
 /// that memory stays flat however many deliveries run.
 pub const CHUNK: usize = 1024 * 1024;
+/// Chunks read ahead of the one being sent, each on the blocking pool.
+const READ_AHEAD: usize = 2;
+/// Read buffers a delivery keeps for reuse: a recycled buffer is already mapped and in the
+/// cache, a fresh 1 MiB one page-faults its way in.
+const SPARE_BUFFERS: usize = 4;
+/// Local files whose bytes were last confirmed against their digest, remembered at most.
+const CONFIRMED_FILES: usize = 100_000;
 /// S3 multipart part size (S3's minimum is 5 MiB) and parts in flight per upload.
 const S3_PART: usize = 8 * 1024 * 1024;
 const S3_PARTS_IN_FLIGHT: usize = 2;
@@ -162,6 +170,44 @@ impl std::fmt::Debug for Files {
 #[derive(Debug)]
 pub struct LocalDir {
     root: PathBuf,
+    /// Hash every delivery, even of a file unchanged since its bytes were last confirmed.
+    verify_every_delivery: bool,
+    /// Per object key: how the file looked when its bytes were last confirmed to match the
+    /// digest (hashed while uploading, or while delivering), and that digest.
+    confirmed: Mutex<HashMap<String, (Stamp, Expected)>>,
+}
+
+/// What identifies one state of a file's content without reading it: its inode, size and
+/// modification and change times. Any write, truncation or replacement through the
+/// filesystem gives a new change time (`ctime`), which no system call lets a process set
+/// back; only a write to the raw device, or a clock set backwards, could go unseen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    #[cfg(unix)]
+    fn of(meta: &std::fs::Metadata) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        Some(Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        })
+    }
+
+    /// Without inode numbers and change times there is nothing to trust: always hash.
+    #[cfg(not(unix))]
+    fn of(_: &std::fs::Metadata) -> Option<Stamp> {
+        None
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FilesError + '_ {
@@ -194,6 +240,8 @@ impl Files {
         match &config.s3 {
             None => Ok(Files::Local(Arc::new(LocalDir {
                 root: config.dir.clone(),
+                verify_every_delivery: config.verify_every_delivery,
+                confirmed: Mutex::new(HashMap::new()),
             }))),
             Some(s3) => Self::s3(s3),
         }
@@ -252,6 +300,8 @@ impl Files {
     {
         check_key(key)?;
         let mut hasher = Hashing::default();
+        // How the stored file looks once in place: its bytes are the ones just hashed.
+        let mut stored_as = None;
         match self {
             Files::Local(dir) => {
                 let tmp_dir = dir.root.join("tmp");
@@ -259,7 +309,7 @@ impl Files {
                     .await
                     .map_err(io(&tmp_dir))?;
                 let tmp = tmp_dir.join(format!("{}.part", uuid::Uuid::new_v4().simple()));
-                let result: Result<(), FilesError> = async {
+                let result: Result<Option<Stamp>, FilesError> = async {
                     let file = tokio::fs::File::create(&tmp).await.map_err(io(&tmp))?;
                     let mut out = tokio::io::BufWriter::with_capacity(CHUNK, file);
                     while let Some(chunk) = body.next().await {
@@ -279,13 +329,13 @@ impl Files {
                     tokio::fs::rename(&tmp, &target)
                         .await
                         .map_err(io(&target))?;
-                    Ok(())
+                    Ok(file.metadata().await.ok().as_ref().and_then(Stamp::of))
                 }
                 .await;
                 if result.is_err() {
                     let _ = tokio::fs::remove_file(&tmp).await;
                 }
-                result?;
+                stored_as = result?.map(|stamp| (Arc::clone(dir), stamp));
             }
             Files::S3 { store, prefix, .. } => {
                 let path = Self::s3_path(prefix, key);
@@ -314,7 +364,58 @@ impl Files {
                 }
             }
         }
-        Ok(hasher.finish())
+        let stored = hasher.finish();
+        if let Some((dir, stamp)) = stored_as {
+            dir.confirm(key, stamp, Expected::Blake3(stored.blake3.clone()));
+        }
+        Ok(stored)
+    }
+
+    /// Opens a stored object for streaming, checked against the size and digest recorded when
+    /// it was stored (see [`verified`]). A local file whose bytes were already confirmed
+    /// (hashed on upload or on an earlier delivery) and that has not changed since — same
+    /// [`Stamp`] — is streamed without hashing it again, unless `verify_every_delivery`.
+    pub async fn open_verified(
+        &self,
+        key: &str,
+        expected_size: u64,
+        expected: Expected,
+    ) -> Result<ByteStream, FilesError> {
+        check_key(key)?;
+        let Files::Local(dir) = self else {
+            let stream = self.open(key).await?;
+            return Ok(verified(stream, expected_size, expected, None, None));
+        };
+        let path = dir.object_path(key);
+        let (file, meta) = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || {
+                let file = std::fs::File::open(&path)?;
+                let meta = file.metadata()?;
+                Ok::<_, std::io::Error>((file, meta))
+            }
+        })
+        .await
+        .map_err(|e| FilesError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(e),
+        })?
+        .map_err(|e| missing_or_io(key, &path, e))?;
+        let stamp = Stamp::of(&meta);
+        let unchanged = stamp.as_ref().is_some_and(|stamp| {
+            stamp.size == expected_size && dir.is_confirmed(key, stamp, &expected)
+        });
+        let stream = read_chunks(file, meta.len());
+        if unchanged && !dir.verify_every_delivery {
+            return Ok(stream);
+        }
+        let on_intact: Option<Box<dyn FnOnce() + Send>> = stamp.map(|stamp| {
+            let dir = Arc::clone(dir);
+            let key = key.to_owned();
+            let expected = expected.clone();
+            Box::new(move || dir.confirm(&key, stamp, expected)) as Box<dyn FnOnce() + Send>
+        });
+        Ok(verified(stream, expected_size, expected, on_intact, None))
     }
 
     /// Opens a stored object for streaming.
@@ -323,18 +424,9 @@ impl Files {
         match self {
             Files::Local(dir) => {
                 let path = dir.object_path(key);
-                let file = tokio::fs::File::open(&path).await.map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        FilesError::Missing {
-                            key: key.to_owned(),
-                        }
-                    } else {
-                        FilesError::Io {
-                            path: path.display().to_string(),
-                            source: e,
-                        }
-                    }
-                })?;
+                let file = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|e| missing_or_io(key, &path, e))?;
                 Ok(tokio_util::io::ReaderStream::with_capacity(file, CHUNK).boxed())
             }
             Files::S3 { store, prefix, .. } => {
@@ -413,7 +505,116 @@ impl Files {
     }
 }
 
+fn missing_or_io(key: &str, path: &Path, e: std::io::Error) -> FilesError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        FilesError::Missing {
+            key: key.to_owned(),
+        }
+    } else {
+        FilesError::Io {
+            path: path.display().to_string(),
+            source: e,
+        }
+    }
+}
+
+/// Streams the first `len` bytes of a file in [`CHUNK`]s, read straight into reused buffers
+/// (one copy, from the page cache) by positioned reads on the blocking pool, [`READ_AHEAD`] at
+/// a time. A file shorter than `len` ends the stream with an error.
+pub(crate) fn read_chunks(file: std::fs::File, len: u64) -> ByteStream {
+    let file = Arc::new(file);
+    let spares = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
+    let chunk = CHUNK as u64;
+    futures_util::stream::iter(0..len.div_ceil(chunk))
+        .map(move |i| {
+            let file = Arc::clone(&file);
+            let spares = Arc::clone(&spares);
+            let offset = i * chunk;
+            let want = usize::try_from((len - offset).min(chunk)).unwrap_or(CHUNK);
+            async move {
+                tokio::task::spawn_blocking(move || read_chunk(&file, offset, want, spares))
+                    .await
+                    .map_err(std::io::Error::other)?
+            }
+        })
+        .buffered(READ_AHEAD)
+        .boxed()
+}
+
+fn read_chunk(
+    file: &std::fs::File,
+    offset: u64,
+    want: usize,
+    spares: Arc<Mutex<Vec<Vec<u8>>>>,
+) -> Result<Bytes, std::io::Error> {
+    let reused = spares.lock().ok().and_then(|mut s| s.pop());
+    let mut buf = reused.unwrap_or_else(|| vec![0; CHUNK]);
+    read_exact_at(file, &mut buf[..want], offset)?;
+    Ok(Bytes::from_owner(Recycled {
+        buf,
+        len: want,
+        spares,
+    }))
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_exact_at(mut file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(buf)
+}
+
+/// A read buffer lent out as [`Bytes`]; it goes back to its delivery's spares when the last
+/// reference (the socket write, the hashing task) lets go of it.
+struct Recycled {
+    buf: Vec<u8>,
+    len: usize,
+    spares: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl AsRef<[u8]> for Recycled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        if let Ok(mut spares) = self.spares.lock()
+            && spares.len() < SPARE_BUFFERS
+        {
+            spares.push(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
 impl LocalDir {
+    fn is_confirmed(&self, key: &str, stamp: &Stamp, expected: &Expected) -> bool {
+        self.confirmed
+            .lock()
+            .ok()
+            .and_then(|c| c.get(key).map(|(s, e)| s == stamp && e == expected))
+            .unwrap_or(false)
+    }
+
+    fn confirm(&self, key: &str, stamp: Stamp, expected: Expected) {
+        let Ok(mut confirmed) = self.confirmed.lock() else {
+            return;
+        };
+        if confirmed.len() >= CONFIRMED_FILES && !confirmed.contains_key(key) {
+            // Forgetting one only costs that file one more hashing.
+            if let Some(any) = confirmed.keys().next().cloned() {
+                confirmed.remove(&any);
+            }
+        }
+        confirmed.insert(key.to_owned(), (stamp, expected));
+    }
+
     fn object_path(&self, key: &str) -> PathBuf {
         let mut path = self.root.join("objects");
         for part in key.split('/') {
@@ -445,12 +646,13 @@ const HASH_QUEUE: usize = 8;
 /// stored. The hashing runs in its own task, beside the sending, so it costs throughput only
 /// when a core is free for it; and the last chunk is held back until the digest is confirmed,
 /// so on a mismatch the transfer ends with an error and the client never receives a corrupted
-/// file as if it were whole. `guard` is dropped with the stream (e.g. a spool file's path,
-/// which deletes the file).
-pub fn verified(
+/// file as if it were whole. `on_intact` runs once the whole stream matched; `guard` is
+/// dropped with the stream (e.g. a spool file's path, which deletes the file).
+fn verified(
     inner: ByteStream,
     expected_size: u64,
     expected: Expected,
+    on_intact: Option<Box<dyn FnOnce() + Send>>,
     guard: Option<Box<dyn Send + Sync>>,
 ) -> ByteStream {
     let (to_hasher, mut chunks) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
@@ -470,6 +672,7 @@ pub fn verified(
         held: Option<Bytes>,
         seen: u64,
         done: bool,
+        on_intact: Option<Box<dyn FnOnce() + Send>>,
         _guard: Option<Box<dyn Send + Sync>>,
     }
     let mismatch = || {
@@ -485,6 +688,7 @@ pub fn verified(
         held: None,
         seen: 0,
         done: false,
+        on_intact,
         _guard: guard,
     };
     futures_util::stream::unfold(state, move |mut st| {
@@ -527,6 +731,9 @@ pub fn verified(
                         if !intact {
                             return Some((Err(mismatch()), st));
                         }
+                        if let Some(confirm) = st.on_intact.take() {
+                            confirm();
+                        }
                         return st.held.take().map(|last| (Ok(last), st));
                     }
                 }
@@ -556,6 +763,7 @@ mod tests {
         let storage = Files::from_config(&StorageConfig {
             dir: tmp.path().to_owned(),
             s3: None,
+            verify_every_delivery: false,
         })
         .expect("storage");
         let stored = storage
@@ -588,6 +796,7 @@ mod tests {
                 11,
                 expected.clone(),
                 None,
+                None,
             );
             assert_eq!(
                 read_to_vec(good, 100).await.expect("verified"),
@@ -595,15 +804,20 @@ mod tests {
             );
             // A corrupted file of the right size: every chunk but the last is passed on, then
             // the stream fails instead of completing.
-            let mut corrupted =
-                verified(chunks(&[b"hello ", b"WORLD"]), 11, expected.clone(), None);
+            let mut corrupted = verified(
+                chunks(&[b"hello ", b"WORLD"]),
+                11,
+                expected.clone(),
+                None,
+                None,
+            );
             assert_eq!(
                 corrupted.next().await.map(|r| r.ok()),
                 Some(Some(Bytes::from_static(b"hello ")))
             );
             assert!(matches!(corrupted.next().await, Some(Err(_))));
             assert!(corrupted.next().await.is_none());
-            let short = verified(chunks(&[b"hello"]), 11, expected, None);
+            let short = verified(chunks(&[b"hello"]), 11, expected, None, None);
             assert!(read_to_vec(short, 100).await.is_err());
         }
         for wrong in [
@@ -617,6 +831,7 @@ mod tests {
                 11,
                 wrong,
                 None,
+                None,
             );
             assert!(read_to_vec(bad, 100).await.is_err());
         }
@@ -624,6 +839,7 @@ mod tests {
             chunks(&[]),
             0,
             Expected::Blake3(blake3::hash(b"").to_hex().to_string()),
+            None,
             None,
         );
         assert!(read_to_vec(empty, 100).await.expect("empty").is_empty());
@@ -638,11 +854,80 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn confirmed_unchanged_files_are_hashed_again_only_when_asked() {
+        let data: Vec<u8> = (0..2 * CHUNK + 5).map(|i| (i % 7) as u8).collect();
+        let changed: Vec<u8> = data.iter().map(|b| b ^ 1).collect();
+        for verify_every_delivery in [false, true] {
+            let tmp = tempfile::tempdir().expect("dir");
+            let storage = Files::from_config(&StorageConfig {
+                dir: tmp.path().to_owned(),
+                s3: None,
+                verify_every_delivery,
+            })
+            .expect("storage");
+            let one = |bytes: &[u8]| {
+                futures_util::stream::iter(vec![Ok(Bytes::copy_from_slice(bytes))]).boxed()
+            };
+            let stored = storage.put_stream("r/u", one(&data)).await.expect("put");
+            let expected = Expected::Blake3(stored.blake3.clone());
+            let deliver = || async {
+                let stream = storage
+                    .open_verified("r/u", stored.size, expected.clone())
+                    .await
+                    .expect("open");
+                read_to_vec(stream, 1 << 30).await
+            };
+            assert_eq!(deliver().await.expect("whole"), data);
+            assert_eq!(deliver().await.expect("whole again"), data);
+
+            // A change no stamp shows (a write to the raw device): simulated by changing the
+            // bytes and confirming the new stamp as if it were still the upload's.
+            let Files::Local(dir) = &storage else {
+                panic!("local storage")
+            };
+            let path = dir.object_path("r/u");
+            std::fs::write(&path, &changed).expect("change");
+            let stamp = Stamp::of(&std::fs::metadata(&path).expect("stat")).expect("stamp");
+            dir.confirm("r/u", stamp, expected.clone());
+            let delivered = deliver().await;
+            if verify_every_delivery {
+                assert!(delivered.is_err(), "hashed, and refused");
+            } else {
+                assert_eq!(delivered.expect("trusted"), changed);
+            }
+            // A visible change (a new change time) is always hashed, and the file refused.
+            std::fs::write(&path, &changed).expect("change");
+            assert!(deliver().await.is_err());
+
+            // Empty files, and a file shorter than recorded.
+            let empty = storage.put_stream("r/e", one(b"")).await.expect("put");
+            for _ in 0..2 {
+                let stream = storage
+                    .open_verified("r/e", 0, Expected::Blake3(empty.blake3.clone()))
+                    .await
+                    .expect("open");
+                assert!(read_to_vec(stream, 10).await.expect("empty").is_empty());
+            }
+            std::fs::write(&path, &data[..CHUNK]).expect("truncate");
+            let stream = storage
+                .open_verified("r/u", stored.size, expected.clone())
+                .await
+                .expect("open");
+            assert!(read_to_vec(stream, 1 << 30).await.is_err());
+            assert!(matches!(
+                storage.open_verified("r/none", 1, expected.clone()).await,
+                Err(FilesError::Missing { .. })
+            ));
+        }
+    }
+
+    #[tokio::test]
     async fn stale_partial_uploads_are_swept() {
         let tmp = tempfile::tempdir().expect("dir");
         let storage = Files::from_config(&StorageConfig {
             dir: tmp.path().to_owned(),
             s3: None,
+            verify_every_delivery: false,
         })
         .expect("storage");
         std::fs::create_dir_all(tmp.path().join("tmp")).expect("tmp");
@@ -671,6 +956,7 @@ mod tests {
         let storage = Files::from_config(&StorageConfig {
             dir: tmp.path().to_owned(),
             s3: None,
+            verify_every_delivery: false,
         })
         .expect("storage");
         let failing = futures_util::stream::iter(vec![

@@ -23,7 +23,7 @@ use crate::domain::trading::{
 };
 use crate::domain::{CONTROLLED_REGISTRATION_ID, Caller, DomainError, new_id};
 use crate::files::fetch::{FetchError, Fetcher, is_fetchable};
-use crate::files::{ByteStream, Expected, Files, FilesError, read_to_vec, verified};
+use crate::files::{ByteStream, Expected, Files, FilesError, read_to_vec};
 use crate::store::Store;
 use crate::store::delivery::{ResourceFile, SealedKey};
 
@@ -324,17 +324,20 @@ impl Delivery {
     /// The uploaded file if there is one, else the fetched `resource_url`.
     async fn source(&self, resource: &Resource) -> Result<Source, ServiceError> {
         if let Some(file) = self.store.resource_file(&resource.id).await? {
-            let stream = self.files.open(&file.object_key).await.map_err(files_err)?;
             let size = u64::try_from(file.size).unwrap_or_default();
+            let stream = self
+                .files
+                .open_verified(
+                    &file.object_key,
+                    size,
+                    Expected::best(&file.sha256, file.blake3.as_deref()),
+                )
+                .await
+                .map_err(files_err)?;
             return Ok(Source {
                 size,
                 sha256: file.sha256.clone(),
-                stream: verified(
-                    stream,
-                    size,
-                    Expected::best(&file.sha256, file.blake3.as_deref()),
-                    None,
-                ),
+                stream,
                 origin: "upload",
             });
         }

@@ -319,21 +319,21 @@ impl Provider {
                     "certification '{certification_id}' has no document '{document_id}'"
                 ))
             })?;
+        let size = u64::try_from(doc.size).unwrap_or_default();
         let stream = self
             .files
-            .open(&doc.object_key)
+            .open_verified(
+                &doc.object_key,
+                size,
+                crate::files::Expected::Sha256(doc.sha256),
+            )
             .await
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         Ok(DocumentContent {
             media_type: doc.media_type.media_type(),
             file_name: doc.file_name,
-            size: u64::try_from(doc.size).unwrap_or_default(),
-            stream: crate::files::verified(
-                stream,
-                u64::try_from(doc.size).unwrap_or_default(),
-                crate::files::Expected::Sha256(doc.sha256),
-                None,
-            ),
+            size,
+            stream,
         })
     }
 

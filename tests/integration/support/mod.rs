@@ -197,6 +197,7 @@ impl TestApp {
             storage: liutong::config::StorageConfig {
                 dir: files.path().join("files"),
                 s3: None,
+                verify_every_delivery: false,
             },
             plugins: test_plugins_config(files.path()),
             ..Config::default()
@@ -236,6 +237,7 @@ impl TestApp {
             storage: liutong::config::StorageConfig {
                 dir: files.path().join("files"),
                 s3: None,
+                verify_every_delivery: false,
             },
             ..Config::default()
         };
