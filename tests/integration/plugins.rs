@@ -502,6 +502,56 @@ async fn audit_queries_are_for_operators_and_validated(app: TestApp) {
         .get("/v1/admin/plugin-calls", Some(&operator), &[])
         .await;
     assert_eq!(empty.ok()["total"], 0);
+
+    // A batch of the audit writer spans several multi-row statements (64 rows each).
+    let records: Vec<_> = (0..150i64)
+        .map(|i| liutong::domain::plugins::PluginCallRecord {
+            id: format!("pcall_{i:04}"),
+            at: 1_700_000_000_000 + i,
+            plugin_id: "flat-fee".into(),
+            version: "0.1.0".into(),
+            component_sha256: "ab".repeat(32),
+            kind: liutong_plugin_runtime::PluginKind::Billing,
+            operation: "charge-trade".into(),
+            caller: "carol".into(),
+            subject: format!("cfm_{i}"),
+            input_sha256: "cd".repeat(32),
+            outcome: if i % 3 == 0 { "rejected" } else { "ok" }.into(),
+            error: (i % 3 == 0).then(|| format!("invalid input: call {i}")),
+            fuel_used: (i % 2 == 0).then_some(i * 10),
+            duration_us: i,
+        })
+        .collect();
+    app.store
+        .insert_plugin_calls(&records)
+        .await
+        .expect("audit batch");
+    let all = app
+        .get(
+            "/v1/admin/plugin-calls",
+            Some(&operator),
+            &[("limit", "200")],
+        )
+        .await;
+    let all = all.ok();
+    assert_eq!(all["total"], 150);
+    let newest = &all["calls"][0];
+    assert_eq!(newest["id"], "pcall_0149");
+    assert_eq!(newest["subject"], "cfm_149");
+    assert_eq!(newest["error"], Value::Null);
+    assert_eq!(newest["fuelUsed"], Value::Null);
+    let rejected = app
+        .get(
+            "/v1/admin/plugin-calls",
+            Some(&operator),
+            &[("outcome", "rejected"), ("limit", "1")],
+        )
+        .await;
+    let rejected = rejected.ok();
+    assert_eq!(rejected["total"], 50);
+    assert_eq!(rejected["calls"][0]["id"], "pcall_0147");
+    assert_eq!(rejected["calls"][0]["error"], "invalid input: call 147");
+    assert_eq!(rejected["calls"][0]["durationUs"], 147);
     app.post(
         "/v1/admin/plugins/enable",
         Some(&operator),

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::matching::placeholders;
+use super::matching::{placeholders, value_rows};
 use super::{Backend, Constraint, Store, StoreError};
 use crate::domain::AccountId;
 use crate::domain::gateway::{
@@ -131,17 +131,6 @@ fn marks(backend: Backend, count: usize) -> String {
         Backend::Sqlite => vec!["?"; count].join(", "),
         Backend::Postgres => placeholders(1, count),
     }
-}
-
-/// `(…), (…)` for `rows` rows of `width` parameters, numbered from 1.
-fn value_rows(backend: Backend, rows: usize, width: usize) -> String {
-    (0..rows)
-        .map(|r| match backend {
-            Backend::Sqlite => format!("({})", vec!["?"; width].join(", ")),
-            Backend::Postgres => format!("({})", placeholders(r * width + 1, width)),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The WHERE clause of a filter (starting at parameter `$first`) and its values.

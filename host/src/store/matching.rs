@@ -20,6 +20,18 @@ pub(crate) fn placeholders(first: usize, count: usize) -> String {
         .join(", ")
 }
 
+/// `(…), (…)` for `rows` rows of `width` parameters, numbered from 1. SQLite gets anonymous
+/// `?`s (see `gateway::marks`).
+pub(crate) fn value_rows(backend: super::Backend, rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| match backend {
+            super::Backend::Sqlite => format!("({})", vec!["?"; width].join(", ")),
+            super::Backend::Postgres => format!("({})", placeholders(r * width + 1, width)),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(crate) fn bind<'q, T>(args: &mut AnyArguments, value: T) -> Result<(), StoreError>
 where
     T: 'q + sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any>,

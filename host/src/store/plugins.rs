@@ -7,6 +7,7 @@ use sqlx::any::AnyRow;
 
 use liutong_plugin_runtime::PluginKind;
 
+use super::matching::value_rows;
 use super::{Constraint, Store, StoreError, Tx};
 use crate::domain::plugins::{
     InstalledPlugin, InstalledVersion, PluginCallFilter, PluginCallRecord, ResourceRule,
@@ -369,30 +370,37 @@ impl Store {
         if calls.is_empty() {
             return Ok(());
         }
+        // Many rows per statement: the batch holds SQLite's write turn for a few statements,
+        // not one per call.
+        const ROWS_PER_STATEMENT: usize = 64;
+        const WIDTH: usize = 14;
         let mut tx = self.begin_write().await?;
-        for c in calls {
-            sqlx::query(
+        for chunk in calls.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
                 "INSERT INTO plugin_calls (id, at, plugin_id, version, component_sha256, kind, \
                    operation, caller, subject, input_sha256, outcome, error, fuel_used, \
-                   duration_us) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            )
-            .bind(&c.id)
-            .bind(c.at)
-            .bind(&c.plugin_id)
-            .bind(&c.version)
-            .bind(&c.component_sha256)
-            .bind(c.kind.as_str())
-            .bind(&c.operation)
-            .bind(&c.caller)
-            .bind(&c.subject)
-            .bind(&c.input_sha256)
-            .bind(&c.outcome)
-            .bind(&c.error)
-            .bind(c.fuel_used)
-            .bind(c.duration_us)
-            .execute(&mut *tx)
-            .await?;
+                   duration_us) VALUES {}",
+                value_rows(self.backend(), chunk.len(), WIDTH)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for c in chunk {
+                query = query
+                    .bind(&c.id)
+                    .bind(c.at)
+                    .bind(&c.plugin_id)
+                    .bind(&c.version)
+                    .bind(&c.component_sha256)
+                    .bind(c.kind.as_str())
+                    .bind(&c.operation)
+                    .bind(&c.caller)
+                    .bind(&c.subject)
+                    .bind(&c.input_sha256)
+                    .bind(&c.outcome)
+                    .bind(&c.error)
+                    .bind(c.fuel_used)
+                    .bind(c.duration_us);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
