@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
@@ -55,18 +55,31 @@ fn mib(kib: u64) -> f64 {
 struct Server {
     child: tokio::process::Child,
     base: String,
-    _dir: tempfile::TempDir,
+    _dir: Arc<tempfile::TempDir>,
 }
 
 impl Server {
     async fn start(database_url: &str) -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Server::start_in(
+            database_url,
+            Arc::new(tempfile::tempdir().expect("temp dir")),
+            "",
+        )
+        .await
+    }
+
+    /// A server on the keys and files of `dir`, with `config` as its TOML file.
+    async fn start_in(database_url: &str, dir: Arc<tempfile::TempDir>, config: &str) -> Server {
+        let config_file = dir.path().join("liutong.toml");
+        std::fs::write(&config_file, config).expect("config file");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("port");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_liutong"))
+            .arg("--config")
+            .arg(&config_file)
             .arg("serve")
             .args(["--listen", &addr.to_string(), "--database", database_url])
             .arg("--keys-dir")
@@ -450,10 +463,13 @@ struct BigResult {
     bytes: u64,
     upload_mib_s: f64,
     deliver_mib_s: f64,
+    /// The same delivery from a server with `verify_every_delivery = true`.
+    hashed_mib_s: f64,
     loopback_mib_s: f64,
     idle_rss_kib: u64,
     upload_peak_kib: u64,
     deliver_peak_kib: u64,
+    hashed_growth_kib: u64,
 }
 
 /// Samples the server's RSS every 20 ms until `stop` is set; returns the maximum seen.
@@ -585,15 +601,60 @@ async fn big_file(gib: u64, dir: &Path) -> BigResult {
         )
         .await;
 
+    let (deliver_s, deliver_peak_kib) =
+        timed_delivery(&api, pid, &buyer_token, &settled["licenses"], total).await;
+    // The same file from a server that hashes every delivery (what every delivery did before
+    // files were confirmed by their stamp), on the same database, keys and files.
+    let dir = Arc::clone(&server._dir);
+    drop(server);
+    let server = Server::start_in(&url, dir, "verify_every_delivery = true\n").await;
+    let api = Api {
+        base: server.base.clone(),
+        ..api
+    };
+    let hashed_idle_kib = rss(server.pid()).0;
+    let (hashed_s, hashed_peak_kib) = timed_delivery(
+        &api,
+        server.pid(),
+        &buyer_token,
+        &settled["licenses"],
+        total,
+    )
+    .await;
+    drop(server);
+    let loopback = loopback_copy(total).await;
+    let per_s = |s: f64| total as f64 / s / (1 << 20) as f64;
+    BigResult {
+        bytes: total,
+        upload_mib_s: per_s(upload_s),
+        deliver_mib_s: per_s(deliver_s),
+        hashed_mib_s: per_s(hashed_s),
+        loopback_mib_s: loopback / (1 << 20) as f64,
+        idle_rss_kib,
+        upload_peak_kib,
+        deliver_peak_kib,
+        hashed_growth_kib: hashed_peak_kib.saturating_sub(hashed_idle_kib),
+    }
+}
+
+/// One streaming delivery of `total` bytes, counted and discarded: its seconds and the
+/// server's peak RSS meanwhile.
+async fn timed_delivery(
+    api: &Api,
+    pid: u32,
+    token: &str,
+    licenses: &Value,
+    total: u64,
+) -> (f64, u64) {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = sample_rss(pid, Arc::clone(&stop));
     let start = Instant::now();
     let response = api
         .client
         .post(format!("{}/deliver", api.base))
-        .header("X-Auth-Token", &buyer_token)
+        .header("X-Auth-Token", token)
         .header("Accept", "application/octet-stream")
-        .json(&json!({"licenses": settled["licenses"]}))
+        .json(&json!({"licenses": licenses}))
         .send()
         .await
         .expect("deliver");
@@ -603,22 +664,11 @@ async fn big_file(gib: u64, dir: &Path) -> BigResult {
     while let Some(chunk) = body.next().await {
         got += chunk.expect("chunk").len() as u64;
     }
-    let deliver_s = start.elapsed().as_secs_f64();
+    let seconds = start.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
-    let deliver_peak_kib = sampler.join().expect("sampler");
+    let peak = sampler.join().expect("sampler");
     assert_eq!(got, total);
-    drop(server);
-    let loopback = loopback_copy(total).await;
-    let per_s = |s: f64| total as f64 / s / (1 << 20) as f64;
-    BigResult {
-        bytes: total,
-        upload_mib_s: per_s(upload_s),
-        deliver_mib_s: per_s(deliver_s),
-        loopback_mib_s: loopback / (1 << 20) as f64,
-        idle_rss_kib,
-        upload_peak_kib,
-        deliver_peak_kib,
-    }
+    (seconds, peak)
 }
 
 fn print_trades(backend: &str, r: &TradeResult, concurrency: usize) {
@@ -645,20 +695,24 @@ async fn main() {
         let big = big_file(gib, &dir).await;
         println!();
         println!(
-            "| file | upload MiB/s | streaming delivery MiB/s | loopback TCP copy MiB/s | idle RSS MiB | peak RSS upload MiB | peak RSS delivery MiB |"
+            "| file | upload MiB/s | streaming delivery MiB/s | same, hashing every delivery MiB/s | loopback TCP copy MiB/s | delivery ÷ loopback | hashing ÷ loopback | idle RSS MiB | peak RSS upload MiB | peak RSS delivery MiB | RSS growth hashing MiB |"
         );
-        println!("|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
         println!(
-            "| {:.0} GiB | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} (+{:.1}) | {:.1} (+{:.1}) |",
+            "| {:.0} GiB | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} % | {:.1} % | {:.1} | {:.1} (+{:.1}) | {:.1} (+{:.1}) | +{:.1} |",
             big.bytes as f64 / (1u64 << 30) as f64,
             big.upload_mib_s,
             big.deliver_mib_s,
+            big.hashed_mib_s,
             big.loopback_mib_s,
+            100.0 * big.deliver_mib_s / big.loopback_mib_s,
+            100.0 * big.hashed_mib_s / big.loopback_mib_s,
             mib(big.idle_rss_kib),
             mib(big.upload_peak_kib),
             mib(big.upload_peak_kib.saturating_sub(big.idle_rss_kib)),
             mib(big.deliver_peak_kib),
             mib(big.deliver_peak_kib.saturating_sub(big.idle_rss_kib)),
+            mib(big.hashed_growth_kib),
         );
         println!();
         println!("load average at end: {}", uptime());

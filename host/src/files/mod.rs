@@ -27,11 +27,14 @@ pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 /// read calls, blocking-pool hand-offs and socket writes per byte than 256 KiB), small enough
 /// that memory stays flat however many deliveries run.
 pub const CHUNK: usize = 1024 * 1024;
+/// What a delivery reads (and hands to the socket) at a time: 4 MiB sent 10 % faster than
+/// 1 MiB or 8 MiB in the 5 GiB benchmark (fewer hand-offs to the blocking pool and wake-ups).
+const READ_CHUNK: usize = 4 * CHUNK;
 /// Chunks read ahead of the one being sent, each on the blocking pool.
 const READ_AHEAD: usize = 2;
 /// Read buffers a delivery keeps for reuse: a recycled buffer is already mapped and in the
-/// cache, a fresh 1 MiB one page-faults its way in.
-const SPARE_BUFFERS: usize = 4;
+/// cache, a fresh one page-faults its way in.
+const SPARE_BUFFERS: usize = 3;
 /// Local files whose bytes were last confirmed against their digest, remembered at most.
 const CONFIRMED_FILES: usize = 100_000;
 /// S3 multipart part size (S3's minimum is 5 MiB) and parts in flight per upload.
@@ -518,19 +521,19 @@ fn missing_or_io(key: &str, path: &Path, e: std::io::Error) -> FilesError {
     }
 }
 
-/// Streams the first `len` bytes of a file in [`CHUNK`]s, read straight into reused buffers
+/// Streams the first `len` bytes of a file in [`READ_CHUNK`]s, read straight into reused buffers
 /// (one copy, from the page cache) by positioned reads on the blocking pool, [`READ_AHEAD`] at
 /// a time. A file shorter than `len` ends the stream with an error.
 pub(crate) fn read_chunks(file: std::fs::File, len: u64) -> ByteStream {
     let file = Arc::new(file);
     let spares = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
-    let chunk = CHUNK as u64;
+    let chunk = READ_CHUNK as u64;
     futures_util::stream::iter(0..len.div_ceil(chunk))
         .map(move |i| {
             let file = Arc::clone(&file);
             let spares = Arc::clone(&spares);
             let offset = i * chunk;
-            let want = usize::try_from((len - offset).min(chunk)).unwrap_or(CHUNK);
+            let want = usize::try_from((len - offset).min(chunk)).unwrap_or(READ_CHUNK);
             async move {
                 tokio::task::spawn_blocking(move || read_chunk(&file, offset, want, spares))
                     .await
@@ -548,7 +551,7 @@ fn read_chunk(
     spares: Arc<Mutex<Vec<Vec<u8>>>>,
 ) -> Result<Bytes, std::io::Error> {
     let reused = spares.lock().ok().and_then(|mut s| s.pop());
-    let mut buf = reused.unwrap_or_else(|| vec![0; CHUNK]);
+    let mut buf = reused.unwrap_or_else(|| vec![0; READ_CHUNK]);
     read_exact_at(file, &mut buf[..want], offset)?;
     Ok(Bytes::from_owner(Recycled {
         buf,
@@ -639,8 +642,8 @@ pub async fn read_to_vec(mut stream: ByteStream, limit: u64) -> Result<Vec<u8>, 
     Ok(out)
 }
 
-/// Chunks handed to the hashing task ahead of the one being sent.
-const HASH_QUEUE: usize = 8;
+/// Chunks handed to the hashing task ahead of the one being sent (a delivery's are 4 MiB).
+const HASH_QUEUE: usize = 2;
 
 /// Passes a stream through while checking it against the size and digest recorded when it was
 /// stored. The hashing runs in its own task, beside the sending, so it costs throughput only
@@ -855,7 +858,7 @@ mod tests {
 
     #[tokio::test]
     async fn confirmed_unchanged_files_are_hashed_again_only_when_asked() {
-        let data: Vec<u8> = (0..2 * CHUNK + 5).map(|i| (i % 7) as u8).collect();
+        let data: Vec<u8> = (0..2 * READ_CHUNK + 5).map(|i| (i % 7) as u8).collect();
         let changed: Vec<u8> = data.iter().map(|b| b ^ 1).collect();
         for verify_every_delivery in [false, true] {
             let tmp = tempfile::tempdir().expect("dir");
