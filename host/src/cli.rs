@@ -182,6 +182,9 @@ impl Cli {
         if let Some(path) = &self.config {
             FileConfig::load(path)?.apply(&mut config);
         }
+        // Every command refuses a file with a value out of range, not only `serve`: an
+        // operator who runs `migrate` with the production file learns of it before deploying.
+        config.validate()?;
         Ok(config)
     }
 

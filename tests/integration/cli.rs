@@ -205,6 +205,20 @@ async fn config_file_then_env_then_flags() {
         .await;
     assert!(!out.success);
     assert!(out.stderr.contains("bill_lookback_days"), "{}", out.stderr);
+    // So is every other command's.
+    let db = liutong::config::sqlite_url(&dir.path().join("migrate.db"));
+    let out = cli(&[
+        "--config",
+        bad.to_str().expect("path"),
+        "migrate",
+        "--database",
+        &db,
+    ])
+    .run()
+    .await;
+    assert!(!out.success);
+    assert!(out.stderr.contains("bill_lookback_days"), "{}", out.stderr);
+    assert!(!dir.path().join("migrate.db").exists(), "refused before connecting");
 }
 
 #[tokio::test]
