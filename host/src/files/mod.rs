@@ -488,6 +488,7 @@ impl Files {
         check_key(key)?;
         match self {
             Files::Local(dir) => {
+                dir.forget(key);
                 let path = dir.object_path(key);
                 match tokio::fs::remove_file(&path).await {
                     Ok(()) => Ok(()),
@@ -603,6 +604,12 @@ impl LocalDir {
             .ok()
             .and_then(|c| c.get(key).map(|(s, e)| s == stamp && e == expected))
             .unwrap_or(false)
+    }
+
+    fn forget(&self, key: &str) {
+        if let Ok(mut confirmed) = self.confirmed.lock() {
+            confirmed.remove(key);
+        }
     }
 
     fn confirm(&self, key: &str, stamp: Stamp, expected: Expected) {
@@ -921,6 +928,10 @@ mod tests {
                 storage.open_verified("r/none", 1, expected.clone()).await,
                 Err(FilesError::Missing { .. })
             ));
+            // A deleted object is forgotten.
+            assert_eq!(dir.confirmed.lock().map(|c| c.len()).ok(), Some(2));
+            storage.delete("r/e").await.expect("delete");
+            assert_eq!(dir.confirmed.lock().map(|c| c.len()).ok(), Some(1));
         }
     }
 
