@@ -8,13 +8,17 @@
 //!    settle, deliver (JSON) and queryDeliverResult: 10 requests;
 //!
 //! and once (SQLite; the database plays no part): a 5 GiB file uploaded and delivered in
-//! streaming mode, its throughput next to a plain loopback TCP copy of the same size, and the
-//! server's resident memory (idle, peak while uploading, peak while delivering).
+//! streaming mode (twice, then once more from a server restarted with
+//! `verify_every_delivery = true`), its throughput next to a plain loopback TCP copy of the
+//! same size, and the server's resident memory (idle, peak while uploading, peak while
+//! delivering).
 //!
 //! Settings (environment): LIUTONG_BENCH_CONCURRENCY (32), LIUTONG_BENCH_SECONDS (20, trade run
-//! length; 0 skips the trades), LIUTONG_BENCH_BIG_GIB (5; 0 skips the big file), LIUTONG_TEST_POSTGRES (admin URL,
-//! default postgres://postgres@127.0.0.1:5432/test; "skip" skips PostgreSQL), LIUTONG_BENCH_SQLITE
-//! ("skip" skips SQLite).
+//! length; 0 skips the trades), LIUTONG_BENCH_BIG_GIB (5; 0 skips the big file),
+//! LIUTONG_TEST_POSTGRES (admin URL, default postgres://postgres@127.0.0.1:5432/test; "skip"
+//! skips PostgreSQL), LIUTONG_BENCH_SQLITE ("skip" skips SQLite), LIUTONG_BENCH_SERVER_LOG (the
+//! servers' log filter, default "warn"; "info,sqlx::query=debug" logs every statement inside
+//! its request's span, which is how the statements per request were counted).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -89,7 +93,10 @@ impl Server {
             .current_dir(dir.path())
             .env_remove("LIUTONG_CONFIG")
             .env("LIUTONG_OPERATOR_PASSWORD", OPERATOR_PASSWORD)
-            .env("LIUTONG_LOG", "warn")
+            .env(
+                "LIUTONG_LOG",
+                std::env::var("LIUTONG_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .kill_on_drop(true)
             .spawn()
             .expect("liutong starts");
