@@ -218,7 +218,10 @@ async fn config_file_then_env_then_flags() {
     .await;
     assert!(!out.success);
     assert!(out.stderr.contains("bill_lookback_days"), "{}", out.stderr);
-    assert!(!dir.path().join("migrate.db").exists(), "refused before connecting");
+    assert!(
+        !dir.path().join("migrate.db").exists(),
+        "refused before connecting"
+    );
 }
 
 #[tokio::test]
