@@ -389,21 +389,7 @@ impl Files {
             let stream = self.open(key).await?;
             return Ok(verified(stream, expected_size, expected, None, None));
         };
-        let path = dir.object_path(key);
-        let (file, meta) = tokio::task::spawn_blocking({
-            let path = path.clone();
-            move || {
-                let file = std::fs::File::open(&path)?;
-                let meta = file.metadata()?;
-                Ok::<_, std::io::Error>((file, meta))
-            }
-        })
-        .await
-        .map_err(|e| FilesError::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::other(e),
-        })?
-        .map_err(|e| missing_or_io(key, &path, e))?;
+        let (file, meta) = dir.open_file(key).await?;
         let stamp = Stamp::of(&meta);
         let unchanged = stamp.as_ref().is_some_and(|stamp| {
             stamp.size == expected_size && dir.is_confirmed(key, stamp, &expected)
@@ -426,11 +412,8 @@ impl Files {
         check_key(key)?;
         match self {
             Files::Local(dir) => {
-                let path = dir.object_path(key);
-                let file = tokio::fs::File::open(&path)
-                    .await
-                    .map_err(|e| missing_or_io(key, &path, e))?;
-                Ok(tokio_util::io::ReaderStream::with_capacity(file, CHUNK).boxed())
+                let (file, meta) = dir.open_file(key).await?;
+                Ok(read_chunks(file, meta.len()))
             }
             Files::S3 { store, prefix, .. } => {
                 let result = store.get(&Self::s3_path(prefix, key)).await.map_err(|e| {
@@ -505,19 +488,6 @@ impl Files {
                     Err(e) => Err(e.into()),
                 }
             }
-        }
-    }
-}
-
-fn missing_or_io(key: &str, path: &Path, e: std::io::Error) -> FilesError {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        FilesError::Missing {
-            key: key.to_owned(),
-        }
-    } else {
-        FilesError::Io {
-            path: path.display().to_string(),
-            source: e,
         }
     }
 }
@@ -598,6 +568,33 @@ impl Drop for Recycled {
 }
 
 impl LocalDir {
+    /// The object `key` opened for reading, and what `fstat` says of it (on the blocking pool).
+    async fn open_file(&self, key: &str) -> Result<(std::fs::File, std::fs::Metadata), FilesError> {
+        let path = self.object_path(key);
+        let opened = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || {
+                let file = std::fs::File::open(&path)?;
+                let meta = file.metadata()?;
+                Ok((file, meta))
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        opened.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                FilesError::Missing {
+                    key: key.to_owned(),
+                }
+            } else {
+                FilesError::Io {
+                    path: path.display().to_string(),
+                    source: e,
+                }
+            }
+        })
+    }
+
     fn is_confirmed(&self, key: &str, stamp: &Stamp, expected: &Expected) -> bool {
         self.confirmed
             .lock()
