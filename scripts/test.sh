@@ -29,6 +29,8 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}"
 fi
+# pip's user installs (below) put their commands here; look there before deciding to install.
+export PATH="$HOME/.local/bin:$PATH"
 pip_install() {
   # Debian's system Python refuses plain pip installs (PEP 668); fall back to a user install.
   python3 -m pip install --quiet "$@" 2>/dev/null \
@@ -43,7 +45,6 @@ python3 -c 'import openai' 2>/dev/null || { echo "installing openai"; pip_instal
 # The OpenAPI fuzz test (tests/integration/fuzz.rs) runs Schemathesis through scripts/fuzz-openapi.sh.
 { command -v st >/dev/null && python3 -c 'import schemathesis' 2>/dev/null; } \
   || { echo "installing schemathesis"; pip_install schemathesis; }
-export PATH="$HOME/.local/bin:$PATH"
 
 step() { printf '\n== %s\n' "$*"; }
 
