@@ -151,7 +151,8 @@ async fn config_file_then_env_then_flags() {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:{file_port}\"\ndatabase_url = \"{}\"\n",
+            "listen = \"127.0.0.1:{file_port}\"\ndatabase_url = \"{}\"\n\
+             verify_every_delivery = true\n",
             liutong::config::sqlite_url(&db_path)
         ),
     )
