@@ -59,7 +59,8 @@ fn mib(kib: u64) -> f64 {
 struct Server {
     child: tokio::process::Child,
     base: String,
-    _dir: Arc<tempfile::TempDir>,
+    /// Its keys and files (and config file), kept while a server uses them.
+    dir: Arc<tempfile::TempDir>,
 }
 
 impl Server {
@@ -109,11 +110,7 @@ impl Server {
                 .await
                 .is_ok_and(|r| r.status().is_success())
             {
-                return Server {
-                    child,
-                    base,
-                    _dir: dir,
-                };
+                return Server { child, base, dir };
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -617,7 +614,7 @@ async fn big_file(gib: u64, dir: &Path) -> BigResult {
         timed_delivery(&api, pid, &buyer_token, &settled["licenses"], total).await;
     // The same file from a server that hashes every delivery (what every delivery did before
     // files were confirmed by their stamp), on the same database, keys and files.
-    let dir = Arc::clone(&server._dir);
+    let dir = Arc::clone(&server.dir);
     drop(server);
     let server = Server::start_in(&url, dir, "verify_every_delivery = true\n").await;
     let api = Api {
