@@ -3,6 +3,7 @@
 
 use sqlx::Row;
 
+use super::matching::value_rows;
 use super::{Constraint, Store, StoreError, Tx};
 use crate::domain::ledger::{LedgerAudit, LedgerTransaction, MAX_BALANCE, TransactionKind};
 use crate::domain::money::Money;
@@ -34,8 +35,9 @@ pub struct StoredTransaction {
 }
 
 /// Posts a balanced transaction inside `tx`. Postings are applied in the order given (by
-/// account), each with a conditional update that refuses to cross the account's floor or the
-/// maximum, so concurrent debits of one account serialise on its row and never overdraw it.
+/// account), each with one conditional upsert that refuses to cross the account's floor or
+/// the maximum, so concurrent debits of one account serialise on its row and never overdraw
+/// it. The entries follow in one multi-row insert: 2 + postings statements in all.
 pub(crate) async fn post(tx: &mut Tx, t: &LedgerTransaction) -> Result<PostOutcome, StoreError> {
     let inserted = sqlx::query(
         "INSERT INTO ledger_transactions (id, kind, reference, request, created_at) \
@@ -55,38 +57,51 @@ pub(crate) async fn post(tx: &mut Tx, t: &LedgerTransaction) -> Result<PostOutco
         Err(e) => return Err(e),
     }
     for p in &t.postings {
-        sqlx::query(
-            "INSERT INTO ledger_balances (account, kind, balance) VALUES ($1, $2, 0) \
-             ON CONFLICT (account) DO NOTHING",
-        )
-        .bind(&p.account)
-        .bind(p.kind.as_str())
-        .execute(&mut **tx)
-        .await?;
-        let done = sqlx::query(
-            "UPDATE ledger_balances SET balance = balance + $1 \
-             WHERE account = $2 AND balance + $1 >= $3 AND balance + $1 <= $4",
-        )
-        .bind(p.amount.minor())
-        .bind(&p.account)
-        .bind(p.kind.floor().minor())
-        .bind(MAX_BALANCE.minor())
-        .execute(&mut **tx)
-        .await?;
+        let (floor, max) = (p.kind.floor().minor(), MAX_BALANCE.minor());
+        let query = if (floor..=max).contains(&p.amount.minor()) {
+            // A new account opens at the amount; an existing one moves only within its limits.
+            sqlx::query(
+                "INSERT INTO ledger_balances (account, kind, balance) VALUES ($1, $2, $3) \
+                 ON CONFLICT (account) DO UPDATE \
+                 SET balance = ledger_balances.balance + excluded.balance \
+                 WHERE ledger_balances.balance + excluded.balance >= $4 \
+                   AND ledger_balances.balance + excluded.balance <= $5",
+            )
+            .bind(&p.account)
+            .bind(p.kind.as_str())
+        } else {
+            // Opening at this amount would already cross a limit: only an existing account
+            // can take it.
+            sqlx::query(
+                "UPDATE ledger_balances SET balance = balance + $2 \
+                 WHERE account = $1 AND balance + $2 >= $3 AND balance + $2 <= $4",
+            )
+            .bind(&p.account)
+        };
+        let done = query
+            .bind(p.amount.minor())
+            .bind(floor)
+            .bind(max)
+            .execute(&mut **tx)
+            .await?;
         if done.rows_affected() != 1 {
             return Ok(PostOutcome::LimitReached {
                 account: p.account.clone(),
             });
         }
-        sqlx::query(
-            "INSERT INTO ledger_entries (transaction_id, account, amount) VALUES ($1, $2, $3)",
-        )
-        .bind(&t.id)
-        .bind(&p.account)
-        .bind(p.amount.minor())
-        .execute(&mut **tx)
-        .await?;
     }
+    if t.postings.is_empty() {
+        return Ok(PostOutcome::Posted);
+    }
+    let sql = format!(
+        "INSERT INTO ledger_entries (transaction_id, account, amount) VALUES {}",
+        value_rows(tx.backend(), t.postings.len(), 3)
+    );
+    let mut entries = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for p in &t.postings {
+        entries = entries.bind(&t.id).bind(&p.account).bind(p.amount.minor());
+    }
+    entries.execute(&mut **tx).await?;
     Ok(PostOutcome::Posted)
 }
 

@@ -31,9 +31,14 @@ use sqlx::{AnyPool, Executor, Transaction};
 pub struct Tx {
     tx: Transaction<'static, sqlx::Any>,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    backend: Backend,
 }
 
 impl Tx {
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
+    }
+
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await
     }
@@ -217,11 +222,13 @@ impl Store {
                 Tx {
                     tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
                     _turn: Some(turn),
+                    backend: Backend::Sqlite,
                 }
             }
             Backend::Postgres => Tx {
                 tx: self.pool.begin().await?,
                 _turn: None,
+                backend: Backend::Postgres,
             },
         })
     }
