@@ -25,7 +25,7 @@ use crate::domain::{CONTROLLED_REGISTRATION_ID, Caller, DomainError, new_id};
 use crate::files::fetch::{FetchError, Fetcher, is_fetchable};
 use crate::files::{ByteStream, Expected, Files, FilesError, read_to_vec};
 use crate::store::Store;
-use crate::store::delivery::{ResourceFile, SealedKey};
+use crate::store::delivery::{DeliveryContext, ResourceFile, SealedKey};
 
 pub enum Content {
     Bytes(Vec<u8>),
@@ -190,7 +190,9 @@ impl Delivery {
         S: Stream<Item = Result<Bytes, std::io::Error>> + Unpin + Send,
     {
         let resource = self.owned(caller, &data.registration_id).await?;
-        let key = format!("{}/{}", resource.id, new_id("up_"));
+        // One flat name per upload: a directory per resource cost a second inode (and a
+        // block) for every upload. Keys stored with a '/' by earlier versions still resolve.
+        let key = format!("{}-{}", resource.id, new_id("up_"));
         let stored = self
             .files
             .put_stream(&key, body)
@@ -244,7 +246,20 @@ impl Delivery {
         let now = now_millis();
         let (verified, record) =
             licensing::present(&self.store, &self.keys, &req.licenses, Some(caller), now).await?;
-        let confirmation = self.trading.find_confirmation(&record.confirm_id).await?;
+        let DeliveryContext {
+            confirmation,
+            resource_url,
+            file,
+        } = self
+            .store
+            .delivery_context(&record.confirm_id)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::not_found(format!(
+                    "no confirmation with confirmID '{}'",
+                    record.confirm_id
+                ))
+            })?;
         if confirmation.status != ConfirmationStatus::Settled {
             return Err(DomainError::Forbidden(format!(
                 "confirmation '{}' is not settled",
@@ -260,13 +275,7 @@ impl Delivery {
             )
             .into());
         }
-        let resource = self
-            .store
-            .resource_by_id(&confirmation.resource_id)
-            .await?
-            .ok_or_else(|| ServiceError::Internal("licensed resource vanished".to_owned()))?;
-
-        let source = self.source(&resource).await?;
+        let source = self.source(file, resource_url.as_deref()).await?;
         if mode == DeliveryMode::Json && source.size > self.config.max_json_delivery {
             return Err(DomainError::TooLarge(format!(
                 "the data file is {} bytes, above the {} bytes /deliver returns inside JSON; \
@@ -322,8 +331,12 @@ impl Delivery {
     }
 
     /// The uploaded file if there is one, else the fetched `resource_url`.
-    async fn source(&self, resource: &Resource) -> Result<Source, ServiceError> {
-        if let Some(file) = self.store.resource_file(&resource.id).await? {
+    async fn source(
+        &self,
+        file: Option<ResourceFile>,
+        resource_url: Option<&str>,
+    ) -> Result<Source, ServiceError> {
+        if let Some(file) = file {
             let size = u64::try_from(file.size).unwrap_or_default();
             let stream = self
                 .files
@@ -336,12 +349,12 @@ impl Delivery {
                 .map_err(files_err)?;
             return Ok(Source {
                 size,
-                sha256: file.sha256.clone(),
+                sha256: file.sha256,
                 stream,
                 origin: "upload",
             });
         }
-        let url = resource.resource_url.as_deref().unwrap_or_default();
+        let url = resource_url.unwrap_or_default();
         if !self.config.fetch_resource_urls || !is_fetchable(url) {
             return Err(DomainError::InvalidState(
                 "the provider has not uploaded the data file and its resource_url cannot be \

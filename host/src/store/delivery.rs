@@ -2,8 +2,10 @@
 
 use sqlx::Row;
 
+use super::trading::confirmation_from_row;
 use super::{Store, StoreError};
 use crate::domain::AccountId;
+use crate::domain::trading::Confirmation;
 
 /// A provider's uploaded (encrypted) data file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +17,14 @@ pub struct ResourceFile {
     /// Recorded since migration 0010; older uploads have none and are checked by SHA-256.
     pub blake3: Option<String>,
     pub uploaded_at: i64,
+}
+
+/// What delivering a confirmation's data needs, read in one statement.
+#[derive(Debug, Clone)]
+pub struct DeliveryContext {
+    pub confirmation: Confirmation,
+    pub resource_url: Option<String>,
+    pub file: Option<ResourceFile>,
 }
 
 /// A provider's delivery identity as stored: sealed to the escrow recipient.
@@ -98,6 +108,48 @@ impl Store {
         Ok(Some(SealedKey {
             sealed: row.try_get("sealed")?,
             recipient: row.try_get("recipient")?,
+        }))
+    }
+
+    /// A confirmation with its resource's URL and uploaded file, for a delivery.
+    pub async fn delivery_context(
+        &self,
+        confirm_id: &str,
+    ) -> Result<Option<DeliveryContext>, StoreError> {
+        let row = sqlx::query(
+            "SELECT c.id, c.demand_id, c.resource_id, c.registration_id, c.data_id, \
+               c.controlled, c.seller_account_id, c.seller_name, c.buyer_account_id, \
+               c.buyer_name, c.price_minor, c.usage_restrictions, c.status, c.created_at, \
+               c.expires_at, c.settled_at, \
+               r.resource_url, \
+               f.object_key AS f_object_key, f.size AS f_size, f.sha256 AS f_sha256, \
+               f.blake3 AS f_blake3, f.uploaded_at AS f_uploaded_at \
+             FROM confirmations c \
+             JOIN resources r ON r.id = c.resource_id \
+             LEFT JOIN resource_files f ON f.resource_id = c.resource_id \
+             WHERE c.id = $1",
+        )
+        .bind(confirm_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let confirmation = confirmation_from_row(&row)?;
+        let object_key: Option<String> = row.try_get("f_object_key")?;
+        let file = match object_key {
+            None => None,
+            Some(object_key) => Some(ResourceFile {
+                resource_id: confirmation.resource_id.clone(),
+                object_key,
+                size: row.try_get("f_size")?,
+                sha256: row.try_get("f_sha256")?,
+                blake3: row.try_get("f_blake3")?,
+                uploaded_at: row.try_get("f_uploaded_at")?,
+            }),
+        };
+        Ok(Some(DeliveryContext {
+            confirmation,
+            resource_url: row.try_get("resource_url")?,
+            file,
         }))
     }
 

@@ -31,7 +31,7 @@ fn json_column(row: &AnyRow, column: &str) -> Result<Value, StoreError> {
     serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
-fn confirmation_from_row(row: &AnyRow) -> Result<Confirmation, StoreError> {
+pub(super) fn confirmation_from_row(row: &AnyRow) -> Result<Confirmation, StoreError> {
     let status: String = row.try_get("status")?;
     let controlled: i64 = row.try_get("controlled")?;
     Ok(Confirmation {
