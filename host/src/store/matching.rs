@@ -57,15 +57,32 @@ async fn record_change(
     item_id: &str,
     live: bool,
 ) -> Result<(), StoreError> {
+    const UPSERT_ITEM: &str = "ON CONFLICT (side, item_id) \
+         DO UPDATE SET version = excluded.version, live = excluded.live";
+    if tx.backend() == super::Backend::Postgres {
+        // One round trip: PostgreSQL takes the version in a data-modifying CTE.
+        sqlx::query(AssertSqlSafe(format!(
+            "WITH next AS (UPDATE match_state SET version = version + 1 WHERE id = 1 \
+               RETURNING version) \
+             INSERT INTO match_items (side, item_id, version, live) \
+             SELECT $1, $2, next.version, $3 FROM next {UPSERT_ITEM}"
+        )))
+        .bind(side.as_str())
+        .bind(item_id)
+        .bind(i64::from(live))
+        .execute(&mut **tx)
+        .await?;
+        return Ok(());
+    }
     let row =
         sqlx::query("UPDATE match_state SET version = version + 1 WHERE id = 1 RETURNING version")
             .fetch_one(&mut **tx)
             .await?;
     let version: i64 = row.try_get("version")?;
-    sqlx::query(
+    sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO match_items (side, item_id, version, live) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (side, item_id) DO UPDATE SET version = excluded.version, live = excluded.live",
-    )
+         {UPSERT_ITEM}"
+    )))
     .bind(side.as_str())
     .bind(item_id)
     .bind(version)
