@@ -220,7 +220,46 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FilesError + '_ {
     }
 }
 
-/// Object keys are liutong's own (`<resource id>/<upload id>`); anything else is a bug.
+/// Runs file-system work on `path` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    path: &Path,
+    work: impl FnOnce() -> Result<T, FilesError> + Send + 'static,
+) -> Result<T, FilesError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| io(path)(std::io::Error::other(e)))?
+}
+
+/// Creates an upload's temporary file, and `tmp/` the first time.
+fn create_part(tmp: &Path) -> Result<std::fs::File, FilesError> {
+    match std::fs::File::create(tmp) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = tmp.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            std::fs::File::create(tmp).map_err(io(tmp))
+        }
+        other => other.map_err(io(tmp)),
+    }
+}
+
+/// Makes a written upload durable and moves it to `target`; returns its stamp, taken after the
+/// rename (which moves the change time).
+fn put_in_place(
+    file: &std::fs::File,
+    tmp: &Path,
+    target: &Path,
+) -> Result<Option<Stamp>, FilesError> {
+    file.sync_all().map_err(io(tmp))?;
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    std::fs::rename(tmp, target).map_err(io(target))?;
+    Ok(file.metadata().ok().as_ref().and_then(Stamp::of))
+}
+
+/// Object keys are liutong's own (`<resource id>-<upload id>`, `certifications/<id>/<document>`,
+/// and `<resource id>/<upload id>` from versions before 2026-11-30); anything else is a bug.
 fn check_key(key: &str) -> Result<(), FilesError> {
     let ok = !key.is_empty()
         && key.split('/').all(|part| {
@@ -307,32 +346,33 @@ impl Files {
         let mut stored_as = None;
         match self {
             Files::Local(dir) => {
-                let tmp_dir = dir.root.join("tmp");
-                tokio::fs::create_dir_all(&tmp_dir)
-                    .await
-                    .map_err(io(&tmp_dir))?;
-                let tmp = tmp_dir.join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+                let tmp = dir
+                    .root
+                    .join("tmp")
+                    .join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+                let target = dir.object_path(key);
+                // Three trips to the blocking pool per upload, whatever its size: create, the
+                // buffered writes (one for a small file), then fsync, rename and stamp.
                 let result: Result<Option<Stamp>, FilesError> = async {
-                    let file = tokio::fs::File::create(&tmp).await.map_err(io(&tmp))?;
-                    let mut out = tokio::io::BufWriter::with_capacity(CHUNK, file);
+                    let file = blocking(&tmp, {
+                        let tmp = tmp.clone();
+                        move || create_part(&tmp)
+                    })
+                    .await?;
+                    let mut out =
+                        tokio::io::BufWriter::with_capacity(CHUNK, tokio::fs::File::from_std(file));
                     while let Some(chunk) = body.next().await {
                         let chunk = chunk.map_err(FilesError::Upload)?;
                         hasher.update(&chunk);
                         out.write_all(&chunk).await.map_err(io(&tmp))?;
                     }
                     out.flush().await.map_err(io(&tmp))?;
-                    let file = out.into_inner();
-                    file.sync_all().await.map_err(io(&tmp))?;
-                    let target = dir.object_path(key);
-                    if let Some(parent) = target.parent() {
-                        tokio::fs::create_dir_all(parent)
-                            .await
-                            .map_err(io(parent))?;
-                    }
-                    tokio::fs::rename(&tmp, &target)
-                        .await
-                        .map_err(io(&target))?;
-                    Ok(file.metadata().await.ok().as_ref().and_then(Stamp::of))
+                    let file = out.into_inner().into_std().await;
+                    blocking(&tmp, {
+                        let tmp = tmp.clone();
+                        move || put_in_place(&file, &tmp, &target)
+                    })
+                    .await
                 }
                 .await;
                 if result.is_err() {
@@ -499,6 +539,9 @@ pub(crate) fn read_chunks(file: std::fs::File, len: u64) -> ByteStream {
     let file = Arc::new(file);
     let spares = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
     let chunk = READ_CHUNK as u64;
+    // A small file gets buffers of its own size: a zeroed 4 MiB buffer per 1 KiB delivery
+    // cost more than reading the file.
+    let buffer = usize::try_from(len.min(chunk)).unwrap_or(READ_CHUNK);
     futures_util::stream::iter(0..len.div_ceil(chunk))
         .map(move |i| {
             let file = Arc::clone(&file);
@@ -506,7 +549,7 @@ pub(crate) fn read_chunks(file: std::fs::File, len: u64) -> ByteStream {
             let offset = i * chunk;
             let want = usize::try_from((len - offset).min(chunk)).unwrap_or(READ_CHUNK);
             async move {
-                tokio::task::spawn_blocking(move || read_chunk(&file, offset, want, spares))
+                tokio::task::spawn_blocking(move || read_chunk(&file, offset, want, buffer, spares))
                     .await
                     .map_err(std::io::Error::other)?
             }
@@ -515,14 +558,16 @@ pub(crate) fn read_chunks(file: std::fs::File, len: u64) -> ByteStream {
         .boxed()
 }
 
+/// Reads `want` bytes at `offset` into a spare buffer, or a new one of `buffer` bytes.
 fn read_chunk(
     file: &std::fs::File,
     offset: u64,
     want: usize,
+    buffer: usize,
     spares: Arc<Mutex<Vec<Vec<u8>>>>,
 ) -> Result<Bytes, std::io::Error> {
     let reused = spares.lock().ok().and_then(|mut s| s.pop());
-    let mut buf = reused.unwrap_or_else(|| vec![0; READ_CHUNK]);
+    let mut buf = reused.unwrap_or_else(|| vec![0; buffer.max(want)]);
     read_exact_at(file, &mut buf[..want], offset)?;
     Ok(Bytes::from_owner(Recycled {
         buf,
