@@ -8,17 +8,22 @@
 //!    settle, deliver (JSON) and queryDeliverResult: 10 requests;
 //!
 //! and once (SQLite; the database plays no part): a 5 GiB file uploaded and delivered in
-//! streaming mode (twice, then once more from a server restarted with
-//! `verify_every_delivery = true`), its throughput next to a plain loopback TCP copy of the
-//! same size, and the server's resident memory (idle, peak while uploading, peak while
-//! delivering).
+//! streaming mode, first once, then in rounds of (plain loopback TCP copy of the same size,
+//! delivery read by reqwest, delivery read by the copy's own socket reader), on the server
+//! that received the file and again on one restarted with `verify_every_delivery = true`;
+//! and the server's resident memory (idle, peak while uploading, peak while delivering).
 //!
 //! Settings (environment): LIUTONG_BENCH_CONCURRENCY (32), LIUTONG_BENCH_SECONDS (20, trade run
 //! length; 0 skips the trades), LIUTONG_BENCH_BIG_GIB (5; 0 skips the big file),
 //! LIUTONG_TEST_POSTGRES (admin URL, default postgres://postgres@127.0.0.1:5432/test; "skip"
 //! skips PostgreSQL), LIUTONG_BENCH_SQLITE ("skip" skips SQLite), LIUTONG_BENCH_SERVER_LOG (the
 //! servers' log filter, default "warn"; "info,sqlx::query=debug" logs every statement inside
-//! its request's span, which is how the statements per request were counted).
+//! its request's span, which is how the statements per request were counted),
+//! LIUTONG_BENCH_SERVER_CONFIG (TOML for the servers' config file, e.g.
+//! "max_db_connections = 4"), LIUTONG_BENCH_DELIVERY_ROUNDS (3: rounds of loopback copy,
+//! delivery read by reqwest and delivery read by a bare socket, per server),
+//! LIUTONG_BENCH_BASELINE_BIN (path of another build's `liutong` binary: the trades are run
+//! with it too, right after this build's, for a before/after in one run).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -65,16 +70,37 @@ struct Server {
 
 impl Server {
     async fn start(database_url: &str) -> Server {
-        Server::start_in(
+        Server::start_bin(Path::new(env!("CARGO_BIN_EXE_liutong")), database_url).await
+    }
+
+    /// A server run from `bin`: this build's `liutong`, or a baseline build to compare with.
+    async fn start_bin(bin: &Path, database_url: &str) -> Server {
+        Server::start_with(
+            bin,
             database_url,
             Arc::new(tempfile::tempdir().expect("temp dir")),
-            "",
+            &std::env::var("LIUTONG_BENCH_SERVER_CONFIG").unwrap_or_default(),
         )
         .await
     }
 
     /// A server on the keys and files of `dir`, with `config` as its TOML file.
     async fn start_in(database_url: &str, dir: Arc<tempfile::TempDir>, config: &str) -> Server {
+        Server::start_with(
+            Path::new(env!("CARGO_BIN_EXE_liutong")),
+            database_url,
+            dir,
+            config,
+        )
+        .await
+    }
+
+    async fn start_with(
+        bin: &Path,
+        database_url: &str,
+        dir: Arc<tempfile::TempDir>,
+        config: &str,
+    ) -> Server {
         let config_file = dir.path().join("liutong.toml");
         std::fs::write(&config_file, config).expect("config file");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -82,7 +108,7 @@ impl Server {
             .map(|a| a.port())
             .expect("port");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_liutong"))
+        let child = tokio::process::Command::new(bin)
             .arg("--config")
             .arg(&config_file)
             .arg("serve")
@@ -301,8 +327,8 @@ struct TradeResult {
     p99_ms: f64,
 }
 
-async fn trades(database_url: &str, concurrency: usize, seconds: u64) -> TradeResult {
-    let server = Server::start(database_url).await;
+async fn trades(bin: &Path, database_url: &str, concurrency: usize, seconds: u64) -> TradeResult {
+    let server = Server::start_bin(bin, database_url).await;
     let commits_per_s = commit_rate(database_url, concurrency, 5).await;
     let api = Api {
         client: reqwest::Client::builder()
@@ -468,14 +494,56 @@ struct BigResult {
     upload_mib_s: f64,
     /// The first delivery, right after the upload.
     first_mib_s: f64,
-    deliver_mib_s: f64,
-    /// The same delivery from a server with `verify_every_delivery = true`.
-    hashed_mib_s: f64,
-    loopback_mib_s: f64,
+    /// The steady state, on the server that received the file.
+    confirmed: Vec<Round>,
+    /// The same deliveries from a server with `verify_every_delivery = true`.
+    hashing: Vec<Round>,
     idle_rss_kib: u64,
     upload_peak_kib: u64,
     deliver_peak_kib: u64,
     hashed_growth_kib: u64,
+}
+
+/// One round: the loopback copy, then the file delivered to each reader, back to back, so
+/// that each ratio compares runs a few seconds apart on this noisy machine.
+struct Round {
+    loopback_mib_s: f64,
+    reqwest_mib_s: f64,
+    socket_mib_s: f64,
+}
+
+/// The median of `values` (the upper one of an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// `rounds` rounds of deliveries to both readers, each beside a loopback copy; also the
+/// server's peak RSS over them.
+async fn delivery_rounds(
+    api: &Api,
+    pid: u32,
+    token: &str,
+    licenses: &Value,
+    total: u64,
+    rounds: u64,
+) -> (Vec<Round>, u64) {
+    let per_s = |s: f64| total as f64 / s / (1 << 20) as f64;
+    let mut out = Vec::new();
+    let mut peak = 0;
+    for _ in 0..rounds {
+        let loopback = loopback_copy(total).await / (1 << 20) as f64;
+        let (reqwest_s, p1) =
+            timed_delivery(api, pid, token, licenses, total, Reader::Reqwest).await;
+        let (socket_s, p2) = timed_delivery(api, pid, token, licenses, total, Reader::Socket).await;
+        peak = peak.max(p1).max(p2);
+        out.push(Round {
+            loopback_mib_s: loopback,
+            reqwest_mib_s: per_s(reqwest_s),
+            socket_mib_s: per_s(socket_s),
+        });
+    }
+    (out, peak)
 }
 
 /// Samples the server's RSS every 20 ms until `stop` is set; returns the maximum seen.
@@ -609,9 +677,12 @@ async fn big_file(gib: u64, dir: &Path) -> BigResult {
 
     // Twice: right after the upload the file's pages were just written, and reading them
     // cost twice the CPU in the profile; the second delivery is the steady state.
-    let (first_s, _) = timed_delivery(&api, pid, &buyer_token, &settled["licenses"], total).await;
-    let (deliver_s, deliver_peak_kib) =
-        timed_delivery(&api, pid, &buyer_token, &settled["licenses"], total).await;
+    let licenses = &settled["licenses"];
+    let rounds = env_u64("LIUTONG_BENCH_DELIVERY_ROUNDS", 3).max(1);
+    let (first_s, _) =
+        timed_delivery(&api, pid, &buyer_token, licenses, total, Reader::Reqwest).await;
+    let (confirmed, deliver_peak_kib) =
+        delivery_rounds(&api, pid, &buyer_token, licenses, total, rounds).await;
     // The same file from a server that hashes every delivery (what every delivery did before
     // files were confirmed by their stamp), on the same database, keys and files.
     let dir = Arc::clone(&server.dir);
@@ -622,29 +693,32 @@ async fn big_file(gib: u64, dir: &Path) -> BigResult {
         ..api
     };
     let hashed_idle_kib = rss(server.pid()).0;
-    let (hashed_s, hashed_peak_kib) = timed_delivery(
-        &api,
-        server.pid(),
-        &buyer_token,
-        &settled["licenses"],
-        total,
-    )
-    .await;
+    let (hashing, hashed_peak_kib) =
+        delivery_rounds(&api, server.pid(), &buyer_token, licenses, total, rounds).await;
     drop(server);
-    let loopback = loopback_copy(total).await;
     let per_s = |s: f64| total as f64 / s / (1 << 20) as f64;
     BigResult {
         bytes: total,
         upload_mib_s: per_s(upload_s),
         first_mib_s: per_s(first_s),
-        deliver_mib_s: per_s(deliver_s),
-        hashed_mib_s: per_s(hashed_s),
-        loopback_mib_s: loopback / (1 << 20) as f64,
+        confirmed,
+        hashing,
         idle_rss_kib,
         upload_peak_kib,
         deliver_peak_kib,
         hashed_growth_kib: hashed_peak_kib.saturating_sub(hashed_idle_kib),
     }
+}
+
+/// Who reads a streaming delivery.
+#[derive(Clone, Copy)]
+enum Reader {
+    /// reqwest's `bytes_stream`, as an application would.
+    Reqwest,
+    /// The loopback copy's own reader: the request written by hand, then `read` into one
+    /// 256 KiB buffer. The client side then costs what it costs in the copy, so the ratio
+    /// measures the server's sending path alone.
+    Socket,
 }
 
 /// One streaming delivery of `total` bytes, counted and discarded: its seconds and the
@@ -655,10 +729,23 @@ async fn timed_delivery(
     token: &str,
     licenses: &Value,
     total: u64,
+    reader: Reader,
 ) -> (f64, u64) {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = sample_rss(pid, Arc::clone(&stop));
     let start = Instant::now();
+    let got = match reader {
+        Reader::Reqwest => reqwest_delivery(api, token, licenses).await,
+        Reader::Socket => socket_delivery(api, token, licenses).await,
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let peak = sampler.join().expect("sampler");
+    assert_eq!(got, total);
+    (seconds, peak)
+}
+
+async fn reqwest_delivery(api: &Api, token: &str, licenses: &Value) -> u64 {
     let response = api
         .client
         .post(format!("{}/deliver", api.base))
@@ -674,11 +761,55 @@ async fn timed_delivery(
     while let Some(chunk) = body.next().await {
         got += chunk.expect("chunk").len() as u64;
     }
-    let seconds = start.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    let peak = sampler.join().expect("sampler");
-    assert_eq!(got, total);
-    (seconds, peak)
+    got
+}
+
+/// `POST /deliver` over a bare socket: the body's bytes counted as the loopback copy counts
+/// them. The response must be a 200 with a `Content-Length` (a streaming delivery has one).
+async fn socket_delivery(api: &Api, token: &str, licenses: &Value) -> u64 {
+    let addr = api.base.trim_start_matches("http://").to_owned();
+    let body = serde_json::to_vec(&json!({"licenses": licenses})).expect("body");
+    let mut socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /deliver HTTP/1.1\r\nHost: {addr}\r\nX-Auth-Token: {token}\r\n\
+         Accept: application/octet-stream\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await.expect("write");
+    socket.write_all(&body).await.expect("write");
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut filled = 0;
+    let header_end = loop {
+        let n = socket.read(&mut buf[filled..]).await.expect("read");
+        assert!(n > 0, "connection closed inside the response head");
+        filled += n;
+        if let Some(i) = buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = std::str::from_utf8(&buf[..header_end]).expect("head");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let length: u64 = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())
+                .flatten()
+        })
+        .expect("Content-Length");
+    let mut got = (filled - header_end) as u64;
+    while got < length {
+        let n = socket.read(&mut buf).await.expect("read");
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+    }
+    got
 }
 
 fn print_trades(backend: &str, r: &TradeResult, concurrency: usize) {
@@ -705,19 +836,14 @@ async fn main() {
         let big = big_file(gib, &dir).await;
         println!();
         println!(
-            "| file | upload MiB/s | first delivery MiB/s | streaming delivery MiB/s | same, hashing every delivery MiB/s | loopback TCP copy MiB/s | delivery ÷ loopback | hashing ÷ loopback | idle RSS MiB | peak RSS upload MiB | peak RSS delivery MiB | RSS growth hashing MiB |"
+            "| file | upload MiB/s | first delivery MiB/s | idle RSS MiB | peak RSS upload MiB | peak RSS delivery MiB | RSS growth hashing MiB |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|");
         println!(
-            "| {:.0} GiB | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} % | {:.1} % | {:.1} | {:.1} (+{:.1}) | {:.1} (+{:.1}) | +{:.1} |",
+            "| {:.0} GiB | {:.0} | {:.0} | {:.1} | {:.1} (+{:.1}) | {:.1} (+{:.1}) | +{:.1} |",
             big.bytes as f64 / (1u64 << 30) as f64,
             big.upload_mib_s,
             big.first_mib_s,
-            big.deliver_mib_s,
-            big.hashed_mib_s,
-            big.loopback_mib_s,
-            100.0 * big.deliver_mib_s / big.loopback_mib_s,
-            100.0 * big.hashed_mib_s / big.loopback_mib_s,
             mib(big.idle_rss_kib),
             mib(big.upload_peak_kib),
             mib(big.upload_peak_kib.saturating_sub(big.idle_rss_kib)),
@@ -726,31 +852,72 @@ async fn main() {
             mib(big.hashed_growth_kib),
         );
         println!();
+        println!(
+            "| server | round | loopback copy MiB/s | read by reqwest MiB/s | ÷ loopback | read by the copy's socket reader MiB/s | ÷ loopback |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        for (server, rounds) in [
+            ("confirmed file (default)", &big.confirmed),
+            ("hashing every delivery", &big.hashing),
+        ] {
+            for (i, r) in rounds.iter().enumerate() {
+                println!(
+                    "| {server} | {} | {:.0} | {:.0} | {:.1} % | {:.0} | {:.1} % |",
+                    i + 1,
+                    r.loopback_mib_s,
+                    r.reqwest_mib_s,
+                    100.0 * r.reqwest_mib_s / r.loopback_mib_s,
+                    r.socket_mib_s,
+                    100.0 * r.socket_mib_s / r.loopback_mib_s,
+                );
+            }
+            let share = |f: fn(&Round) -> f64| {
+                median(
+                    rounds
+                        .iter()
+                        .map(|r| 100.0 * f(r) / r.loopback_mib_s)
+                        .collect(),
+                )
+            };
+            println!(
+                "| **{server}** | **median** | | | **{:.1} %** | | **{:.1} %** |",
+                share(|r| r.reqwest_mib_s),
+                share(|r| r.socket_mib_s),
+            );
+        }
+        println!();
         println!("load average at end: {}", uptime());
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 async fn run_trades(concurrency: usize, seconds: u64, admin: &str, dir: &Path) {
+    // Each database is run with this build, then (when given) with a baseline build of the
+    // server, on a fresh database: before and after, side by side in one run.
+    let this_build = PathBuf::from(env!("CARGO_BIN_EXE_liutong"));
+    let mut builds = vec![("", this_build)];
+    if let Ok(baseline) = std::env::var("LIUTONG_BENCH_BASELINE_BIN") {
+        builds.push((" (baseline)", PathBuf::from(baseline)));
+    }
     println!("| database | concurrency | trades/s | trades | p50 ms | p99 ms | raw commits/s |");
     println!("|---|---|---|---|---|---|---|");
     if std::env::var("LIUTONG_BENCH_SQLITE").as_deref() != Ok("skip") {
-        let sqlite = trades(
-            &liutong::config::sqlite_url(&dir.join("trades.db")),
-            concurrency,
-            seconds,
-        )
-        .await;
-        print_trades("SQLite", &sqlite, concurrency);
+        for (i, (label, bin)) in builds.iter().enumerate() {
+            let db = liutong::config::sqlite_url(&dir.join(format!("trades{i}.db")));
+            let sqlite = trades(bin, &db, concurrency, seconds).await;
+            print_trades(&format!("SQLite{label}"), &sqlite, concurrency);
+        }
     }
     if admin != "skip" {
-        match postgres_database(admin).await {
-            Some((url, name)) => {
-                let pg = trades(&url, concurrency, seconds).await;
-                print_trades("PostgreSQL", &pg, concurrency);
-                drop_postgres_database(admin, &name).await;
+        for (label, bin) in &builds {
+            match postgres_database(admin).await {
+                Some((url, name)) => {
+                    let pg = trades(bin, &url, concurrency, seconds).await;
+                    print_trades(&format!("PostgreSQL{label}"), &pg, concurrency);
+                    drop_postgres_database(admin, &name).await;
+                }
+                None => println!("| PostgreSQL | – | not reachable at {admin} | | | | |"),
             }
-            None => println!("| PostgreSQL | – | not reachable at {admin} | | | | |"),
         }
     }
     println!();
