@@ -43,8 +43,7 @@ impl Store {
         recipient: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
+        let upsert = sqlx::query(
             "INSERT INTO account_delivery_keys (account_id, recipient, updated_at) \
              VALUES ($1, $2, $3) \
              ON CONFLICT (account_id) DO UPDATE \
@@ -52,10 +51,8 @@ impl Store {
         )
         .bind(account_id.as_str())
         .bind(recipient)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .bind(now);
+        self.write_one(upsert).await?;
         Ok(())
     }
 
@@ -76,8 +73,7 @@ impl Store {
         key: &SealedKey,
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
+        let upsert = sqlx::query(
             "INSERT INTO resource_delivery_keys (resource_id, sealed, recipient, updated_at) \
              VALUES ($1, $2, $3, $4) \
              ON CONFLICT (resource_id) DO UPDATE \
@@ -87,10 +83,8 @@ impl Store {
         .bind(resource_id)
         .bind(&key.sealed)
         .bind(&key.recipient)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .bind(now);
+        self.write_one(upsert).await?;
         Ok(())
     }
 

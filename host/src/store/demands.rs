@@ -34,8 +34,7 @@ fn demand_from_row(row: &AnyRow) -> Result<Demand, StoreError> {
 
 impl Store {
     pub async fn insert_demand(&self, d: &Demand) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO demands (id, demander_account_id, demander_name, data_category, \
                key_words, description, data_type, subscribe_confirm, status, created_at, \
                updated_at) \
@@ -51,10 +50,8 @@ impl Store {
         .bind(&d.subscribe_confirm)
         .bind(d.status.as_str())
         .bind(d.created_at)
-        .bind(d.updated_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .bind(d.updated_at);
+        self.write_one(insert).await?;
         Ok(())
     }
 

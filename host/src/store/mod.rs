@@ -233,6 +233,21 @@ impl Store {
         })
     }
 
+    /// Runs a write that is one statement on its own, without `BEGIN` and `COMMIT`: a single
+    /// statement is atomic by itself, and this saves two round trips to the database (on
+    /// SQLite, two hand-offs to its connection thread while holding the write turn). SQLite
+    /// still takes this process's write turn, as in `begin_write`.
+    pub(crate) async fn write_one<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<sqlx::any::AnyQueryResult, sqlx::Error> {
+        let _turn = match self.backend {
+            Backend::Sqlite => Some(self.write_turn.lock().await),
+            Backend::Postgres => None,
+        };
+        query.execute(&self.pool).await
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -92,8 +92,7 @@ impl Store {
         index: Option<&Terms>,
     ) -> Result<ResourceInsert, StoreError> {
         let candidates = [REGISTRATION_DATA_TAKEN, OWNER_DATA_TAKEN];
-        let mut tx = self.begin_write().await?;
-        let inserted = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO resources (id, registration_id, data_id, owner_account_id, owner_name, \
                controlled, key_words, description, data_type, data_format, data_size, \
                data_category, collection_time, country, provider_url, resource_url, \
@@ -132,19 +131,25 @@ impl Store {
         .bind(r.terms.map(|t| t.price.minor()))
         .bind(r.created_at)
         .bind(r.updated_at)
-        .bind(r.usage_restrictions.as_ref().map(|v| v.to_string()))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| StoreError::classify(e, &candidates));
-        match inserted {
+        .bind(r.usage_restrictions.as_ref().map(|v| v.to_string()));
+        // A registration that is not indexed yet is one statement: no transaction around it.
+        let mut tx = match index {
+            None => None,
+            Some(_) => Some(self.begin_write().await?),
+        };
+        let inserted = match &mut tx {
+            None => self.write_one(insert).await,
+            Some(tx) => insert.execute(&mut **tx).await,
+        };
+        match inserted.map_err(|e| StoreError::classify(e, &candidates)) {
             Ok(_) => {}
             Err(StoreError::Unique(_)) => return Ok(ResourceInsert::DataIdTaken),
             Err(e) => return Err(e),
         }
-        if let Some(terms) = index {
+        if let (Some(mut tx), Some(terms)) = (tx, index) {
             replace_terms(&mut tx, Side::Resource, &r.id, &r.data_type, terms).await?;
+            tx.commit().await?;
         }
-        tx.commit().await?;
         Ok(ResourceInsert::Created)
     }
 

@@ -414,8 +414,7 @@ impl Store {
     }
 
     pub async fn insert_delivery(&self, d: &DeliveryRecord) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO deliveries (id, confirm_id, license_id, proof, delivered_at) \
              VALUES ($1, $2, $3, $4, $5)",
         )
@@ -423,10 +422,8 @@ impl Store {
         .bind(&d.confirm_id)
         .bind(&d.license_id)
         .bind(d.proof.to_string())
-        .bind(d.delivered_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .bind(d.delivered_at);
+        self.write_one(insert).await?;
         Ok(())
     }
 
