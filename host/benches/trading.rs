@@ -23,7 +23,8 @@
 //! "max_db_connections = 4"), LIUTONG_BENCH_DELIVERY_ROUNDS (3: rounds of loopback copy,
 //! delivery read by reqwest and delivery read by a bare socket, per server),
 //! LIUTONG_BENCH_BASELINE_BIN (path of another build's `liutong` binary: the trades are run
-//! with it too, right after this build's, for a before/after in one run).
+//! with it too, right after this build's, for a before/after in one run;
+//! LIUTONG_BENCH_BASELINE_FIRST=1 runs it first).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -898,6 +899,10 @@ async fn run_trades(concurrency: usize, seconds: u64, admin: &str, dir: &Path) {
     let mut builds = vec![("", this_build)];
     if let Ok(baseline) = std::env::var("LIUTONG_BENCH_BASELINE_BIN") {
         builds.push((" (baseline)", PathBuf::from(baseline)));
+        // The machine's load drifts during a run: the order can be swapped to check for bias.
+        if std::env::var("LIUTONG_BENCH_BASELINE_FIRST").as_deref() == Ok("1") {
+            builds.reverse();
+        }
     }
     println!("| database | concurrency | trades/s | trades | p50 ms | p99 ms | raw commits/s |");
     println!("|---|---|---|---|---|---|---|");
