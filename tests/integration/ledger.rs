@@ -450,4 +450,141 @@ async fn ledger_invariants_hold_under_random_trades(app: TestApp) {
     assert!(RUNS.load(Ordering::SeqCst) >= CASES as usize);
 }
 
-on_both_backends!(ledger_invariants_hold_under_random_trades);
+/// Each posting is one conditional statement (an upsert that opens the account, or an update
+/// when the amount alone would cross a limit): a posting that would cross an account's floor or
+/// the maximum writes nothing, whether the account exists or not.
+async fn postings_stop_at_each_accounts_limits(app: TestApp) {
+    use liutong::domain::ledger::{
+        AccountKind, FUNDING_ACCOUNT, LedgerTransaction, MAX_BALANCE, Posting, TransactionKind,
+    };
+    use liutong::store::ledger::PostOutcome;
+    let store = &app.store;
+    let transfer =
+        |reference: &str, from: (&str, AccountKind), to: (&str, AccountKind), minor: i64| {
+            LedgerTransaction::new(
+                TransactionKind::Credit,
+                reference,
+                "{}".to_owned(),
+                vec![
+                    Posting {
+                        account: from.0.to_owned(),
+                        kind: from.1,
+                        amount: Money::from_minor(-minor),
+                    },
+                    Posting {
+                        account: to.0.to_owned(),
+                        kind: to.1,
+                        amount: Money::from_minor(minor),
+                    },
+                ],
+            )
+            .expect("balanced")
+        };
+    let funding = (FUNDING_ACCOUNT, AccountKind::System);
+    let (alice, bob) = (
+        ("user:alice", AccountKind::User),
+        ("user:bob", AccountKind::User),
+    );
+    let balance = |account: &'static str| async move {
+        store
+            .ledger_balance(account)
+            .await
+            .expect("balance")
+            .minor()
+    };
+
+    // A debit from an account never posted to: refused, and no account is opened for it.
+    let outcome = store
+        .post_ledger_transaction(&transfer("t1", alice, bob, 1))
+        .await
+        .expect("post");
+    assert_eq!(
+        outcome,
+        PostOutcome::LimitReached {
+            account: "user:alice".to_owned()
+        }
+    );
+    // The first credit opens the account at the amount.
+    let posted = store
+        .post_ledger_transaction(&transfer("t2", funding, alice, 100))
+        .await
+        .expect("post");
+    assert_eq!(posted, PostOutcome::Posted);
+    assert_eq!(
+        (balance("user:alice").await, balance(FUNDING_ACCOUNT).await),
+        (100, -100)
+    );
+    // Above the maximum on an existing account: refused by the upsert's condition (from an
+    // account with room, so that Alice's posting is the one refused).
+    let over = MAX_BALANCE.minor() - 100 + 1;
+    let reserve = ("system:reserve", AccountKind::System);
+    let outcome = store
+        .post_ledger_transaction(&transfer("t3", reserve, alice, over))
+        .await
+        .expect("post");
+    assert_eq!(
+        outcome,
+        PostOutcome::LimitReached {
+            account: "user:alice".to_owned()
+        }
+    );
+    // Nothing of it stays: the reserve's new account went with the rollback.
+    assert_eq!(balance("user:alice").await, 100);
+    assert_eq!(balance("system:reserve").await, 0);
+    // Up to the maximum exactly, then a debit to zero: both posted.
+    for (reference, from, to, minor) in [
+        ("t4", funding, alice, MAX_BALANCE.minor() - 100),
+        ("t5", alice, bob, MAX_BALANCE.minor()),
+    ] {
+        let posted = store
+            .post_ledger_transaction(&transfer(reference, from, to, minor))
+            .await
+            .expect("post");
+        assert_eq!(posted, PostOutcome::Posted, "{reference}");
+    }
+    assert_eq!(balance("user:alice").await, 0);
+    assert_eq!(balance("user:bob").await, MAX_BALANCE.minor());
+    // A new account opens with a transfer from a full one.
+    let outcome = store
+        .post_ledger_transaction(&transfer("t6", bob, ("user:carol", AccountKind::User), 1))
+        .await
+        .expect("post");
+    assert_eq!(outcome, PostOutcome::Posted);
+    assert_eq!(balance("user:carol").await, 1);
+    // A new account cannot open above the maximum ("a:dave" sorts first, so its posting is
+    // the one tried).
+    let outcome = store
+        .post_ledger_transaction(&transfer(
+            "t7",
+            bob,
+            ("a:dave", AccountKind::User),
+            MAX_BALANCE.minor() + 1,
+        ))
+        .await
+        .expect("post");
+    assert_eq!(
+        outcome,
+        PostOutcome::LimitReached {
+            account: "a:dave".to_owned()
+        }
+    );
+    assert_eq!(balance("a:dave").await, 0);
+
+    let audit = store.ledger_audit().await.expect("audit");
+    assert_eq!(audit.transactions, 4, "{audit:?}");
+    assert_eq!(
+        (
+            audit.entries_sum,
+            audit.unbalanced_transactions,
+            audit.balance_mismatches,
+            audit.negative_balances
+        ),
+        (0, 0, 0, 0),
+        "{audit:?}"
+    );
+}
+
+on_both_backends!(
+    ledger_invariants_hold_under_random_trades,
+    postings_stop_at_each_accounts_limits
+);
