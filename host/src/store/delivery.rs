@@ -147,28 +147,6 @@ impl Store {
         }))
     }
 
-    pub async fn resource_file(
-        &self,
-        resource_id: &str,
-    ) -> Result<Option<ResourceFile>, StoreError> {
-        let row = sqlx::query(
-            "SELECT resource_id, object_key, size, sha256, blake3, uploaded_at \
-             FROM resource_files WHERE resource_id = $1",
-        )
-        .bind(resource_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(ResourceFile {
-            resource_id: row.try_get("resource_id")?,
-            object_key: row.try_get("object_key")?,
-            size: row.try_get("size")?,
-            sha256: row.try_get("sha256")?,
-            blake3: row.try_get("blake3")?,
-            uploaded_at: row.try_get("uploaded_at")?,
-        }))
-    }
-
     /// Records a new upload; returns the object key it replaced, if any, for deletion.
     pub async fn set_resource_file(&self, f: &ResourceFile) -> Result<Option<String>, StoreError> {
         let mut tx = self.begin_write().await?;
