@@ -458,33 +458,27 @@ async fn postings_stop_at_each_accounts_limits(app: TestApp) {
         AccountKind, FUNDING_ACCOUNT, LedgerTransaction, MAX_BALANCE, Posting, TransactionKind,
     };
     use liutong::store::ledger::PostOutcome;
+    type Account = (&'static str, AccountKind);
     let store = &app.store;
-    let transfer =
-        |reference: &str, from: (&str, AccountKind), to: (&str, AccountKind), minor: i64| {
-            LedgerTransaction::new(
-                TransactionKind::Credit,
-                reference,
-                "{}".to_owned(),
-                vec![
-                    Posting {
-                        account: from.0.to_owned(),
-                        kind: from.1,
-                        amount: Money::from_minor(-minor),
-                    },
-                    Posting {
-                        account: to.0.to_owned(),
-                        kind: to.1,
-                        amount: Money::from_minor(minor),
-                    },
-                ],
-            )
-            .expect("balanced")
-        };
-    let funding = (FUNDING_ACCOUNT, AccountKind::System);
-    let (alice, bob) = (
-        ("user:alice", AccountKind::User),
-        ("user:bob", AccountKind::User),
-    );
+    let posting = |(account, kind): Account, minor: i64| Posting {
+        account: account.to_owned(),
+        kind,
+        amount: Money::from_minor(minor),
+    };
+    // Posts `minor` from one account to another, on its own.
+    let transfer = |reference: &'static str, from: Account, to: Account, minor: i64| async move {
+        let t = LedgerTransaction::new(
+            TransactionKind::Credit,
+            reference,
+            "{}".to_owned(),
+            vec![posting(from, -minor), posting(to, minor)],
+        )
+        .expect("balanced");
+        store.post_ledger_transaction(&t).await.expect("post")
+    };
+    let refused = |account: &str| PostOutcome::LimitReached {
+        account: account.to_owned(),
+    };
     let balance = |account: &'static str| async move {
         store
             .ledger_balance(account)
@@ -492,82 +486,47 @@ async fn postings_stop_at_each_accounts_limits(app: TestApp) {
             .expect("balance")
             .minor()
     };
+    let funding = (FUNDING_ACCOUNT, AccountKind::System);
+    let user = |name: &'static str| (name, AccountKind::User);
+    let max = MAX_BALANCE.minor();
 
     // A debit from an account never posted to: refused, and no account is opened for it.
-    let outcome = store
-        .post_ledger_transaction(&transfer("t1", alice, bob, 1))
-        .await
-        .expect("post");
-    assert_eq!(
-        outcome,
-        PostOutcome::LimitReached {
-            account: "user:alice".to_owned()
-        }
-    );
+    let outcome = transfer("t1", user("user:alice"), user("user:bob"), 1).await;
+    assert_eq!(outcome, refused("user:alice"));
     // The first credit opens the account at the amount.
-    let posted = store
-        .post_ledger_transaction(&transfer("t2", funding, alice, 100))
-        .await
-        .expect("post");
-    assert_eq!(posted, PostOutcome::Posted);
+    let outcome = transfer("t2", funding, user("user:alice"), 100).await;
+    assert_eq!(outcome, PostOutcome::Posted);
     assert_eq!(
         (balance("user:alice").await, balance(FUNDING_ACCOUNT).await),
         (100, -100)
     );
     // Above the maximum on an existing account: refused by the upsert's condition (from an
-    // account with room, so that Alice's posting is the one refused).
-    let over = MAX_BALANCE.minor() - 100 + 1;
+    // account with room, so that Alice's posting is the one refused). Nothing of it stays:
+    // the reserve's new account goes with the rollback.
     let reserve = ("system:reserve", AccountKind::System);
-    let outcome = store
-        .post_ledger_transaction(&transfer("t3", reserve, alice, over))
-        .await
-        .expect("post");
+    let outcome = transfer("t3", reserve, user("user:alice"), max - 100 + 1).await;
+    assert_eq!(outcome, refused("user:alice"));
     assert_eq!(
-        outcome,
-        PostOutcome::LimitReached {
-            account: "user:alice".to_owned()
-        }
+        (balance("user:alice").await, balance("system:reserve").await),
+        (100, 0)
     );
-    // Nothing of it stays: the reserve's new account went with the rollback.
-    assert_eq!(balance("user:alice").await, 100);
-    assert_eq!(balance("system:reserve").await, 0);
-    // Up to the maximum exactly, then a debit to zero: both posted.
-    for (reference, from, to, minor) in [
-        ("t4", funding, alice, MAX_BALANCE.minor() - 100),
-        ("t5", alice, bob, MAX_BALANCE.minor()),
-    ] {
-        let posted = store
-            .post_ledger_transaction(&transfer(reference, from, to, minor))
-            .await
-            .expect("post");
-        assert_eq!(posted, PostOutcome::Posted, "{reference}");
-    }
-    assert_eq!(balance("user:alice").await, 0);
-    assert_eq!(balance("user:bob").await, MAX_BALANCE.minor());
+    // Up to the maximum exactly, then a debit to zero.
+    let outcome = transfer("t4", funding, user("user:alice"), max - 100).await;
+    assert_eq!(outcome, PostOutcome::Posted);
+    let outcome = transfer("t5", user("user:alice"), user("user:bob"), max).await;
+    assert_eq!(outcome, PostOutcome::Posted);
+    assert_eq!(
+        (balance("user:alice").await, balance("user:bob").await),
+        (0, max)
+    );
     // A new account opens with a transfer from a full one.
-    let outcome = store
-        .post_ledger_transaction(&transfer("t6", bob, ("user:carol", AccountKind::User), 1))
-        .await
-        .expect("post");
+    let outcome = transfer("t6", user("user:bob"), user("user:carol"), 1).await;
     assert_eq!(outcome, PostOutcome::Posted);
     assert_eq!(balance("user:carol").await, 1);
     // A new account cannot open above the maximum ("a:dave" sorts first, so its posting is
     // the one tried).
-    let outcome = store
-        .post_ledger_transaction(&transfer(
-            "t7",
-            bob,
-            ("a:dave", AccountKind::User),
-            MAX_BALANCE.minor() + 1,
-        ))
-        .await
-        .expect("post");
-    assert_eq!(
-        outcome,
-        PostOutcome::LimitReached {
-            account: "a:dave".to_owned()
-        }
-    );
+    let outcome = transfer("t7", user("user:bob"), user("a:dave"), max + 1).await;
+    assert_eq!(outcome, refused("a:dave"));
     assert_eq!(balance("a:dave").await, 0);
 
     let audit = store.ledger_audit().await.expect("audit");
