@@ -57,16 +57,16 @@ async fn record_change(
     item_id: &str,
     live: bool,
 ) -> Result<(), StoreError> {
-    const UPSERT_ITEM: &str = "ON CONFLICT (side, item_id) \
-         DO UPDATE SET version = excluded.version, live = excluded.live";
     if tx.backend() == super::Backend::Postgres {
         // One round trip: PostgreSQL takes the version in a data-modifying CTE.
-        sqlx::query(AssertSqlSafe(format!(
+        sqlx::query(
             "WITH next AS (UPDATE match_state SET version = version + 1 WHERE id = 1 \
                RETURNING version) \
              INSERT INTO match_items (side, item_id, version, live) \
-             SELECT $1, $2, next.version, $3 FROM next {UPSERT_ITEM}"
-        )))
+             SELECT $1, $2, next.version, $3 FROM next \
+             ON CONFLICT (side, item_id) \
+               DO UPDATE SET version = excluded.version, live = excluded.live",
+        )
         .bind(side.as_str())
         .bind(item_id)
         .bind(i64::from(live))
@@ -79,10 +79,10 @@ async fn record_change(
             .fetch_one(&mut **tx)
             .await?;
     let version: i64 = row.try_get("version")?;
-    sqlx::query(AssertSqlSafe(format!(
+    sqlx::query(
         "INSERT INTO match_items (side, item_id, version, live) VALUES ($1, $2, $3, $4) \
-         {UPSERT_ITEM}"
-    )))
+         ON CONFLICT (side, item_id) DO UPDATE SET version = excluded.version, live = excluded.live",
+    )
     .bind(side.as_str())
     .bind(item_id)
     .bind(version)
