@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::{ByteStream, CHUNK, Expected, Hashing, read_chunks, verified};
+use super::{ByteStream, CHUNK, Expected, Hashing, open_with_metadata, read_chunks, verified};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -42,10 +42,9 @@ impl Spooled {
     /// Streams the spooled bytes, checked against the recorded digest; the spool file is
     /// deleted when the stream is dropped.
     pub async fn into_stream(self) -> Result<ByteStream, std::io::Error> {
-        let file = tokio::fs::File::open(&self.path).await?.into_std().await;
-        let len = file.metadata()?.len();
+        let (file, meta) = open_with_metadata(self.path.to_path_buf()).await?;
         Ok(verified(
-            read_chunks(file, len),
+            read_chunks(file, meta.len()),
             self.size,
             Expected::Blake3(self.blake3),
             None,

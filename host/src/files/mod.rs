@@ -220,6 +220,19 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FilesError + '_ {
     }
 }
 
+/// A file opened for reading and what `fstat` says of it, on the blocking pool.
+pub(crate) async fn open_with_metadata(
+    path: PathBuf,
+) -> std::io::Result<(std::fs::File, std::fs::Metadata)> {
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)?;
+        let meta = file.metadata()?;
+        Ok((file, meta))
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}
+
 /// Runs file-system work on `path` on the blocking pool.
 async fn blocking<T: Send + 'static>(
     path: &Path,
@@ -613,29 +626,16 @@ impl Drop for Recycled {
 }
 
 impl LocalDir {
-    /// The object `key` opened for reading, and what `fstat` says of it (on the blocking pool).
+    /// The object `key` opened for reading, and what `fstat` says of it.
     async fn open_file(&self, key: &str) -> Result<(std::fs::File, std::fs::Metadata), FilesError> {
         let path = self.object_path(key);
-        let opened = tokio::task::spawn_blocking({
-            let path = path.clone();
-            move || {
-                let file = std::fs::File::open(&path)?;
-                let meta = file.metadata()?;
-                Ok((file, meta))
-            }
-        })
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        opened.map_err(|e| {
+        open_with_metadata(path.clone()).await.map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 FilesError::Missing {
                     key: key.to_owned(),
                 }
             } else {
-                FilesError::Io {
-                    path: path.display().to_string(),
-                    source: e,
-                }
+                io(&path)(e)
             }
         })
     }
