@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::ServiceError;
 use super::licensing;
 use super::supply::Supply;
-use super::trading::Trading;
+use super::trading::{Trading, no_confirmation};
 use crate::crypto::{KeyRing, sealing};
 use crate::domain::delivery::{
     AccountDeliveryKey, DataRef, Deliver, DeliveryMode, DepositDeliveryKey, DepositView, UploadView,
@@ -254,12 +254,7 @@ impl Delivery {
             .store
             .delivery_context(&record.confirm_id)
             .await?
-            .ok_or_else(|| {
-                ServiceError::not_found(format!(
-                    "no confirmation with confirmID '{}'",
-                    record.confirm_id
-                ))
-            })?;
+            .ok_or_else(|| no_confirmation(&record.confirm_id))?;
         if confirmation.status != ConfirmationStatus::Settled {
             return Err(DomainError::Forbidden(format!(
                 "confirmation '{}' is not settled",

@@ -64,6 +64,11 @@ fn sign_err(e: crate::crypto::SignatureError) -> ServiceError {
     ServiceError::Internal(format!("signing: {e}"))
 }
 
+/// The answer to a confirmID this server does not know.
+pub(crate) fn no_confirmation(confirm_id: &str) -> ServiceError {
+    ServiceError::not_found(format!("no confirmation with confirmID '{confirm_id}'"))
+}
+
 impl Trading {
     pub fn new(
         store: Store,
@@ -170,9 +175,10 @@ impl Trading {
     }
 
     pub async fn find_confirmation(&self, confirm_id: &str) -> Result<Confirmation, ServiceError> {
-        self.store.confirmation(confirm_id).await?.ok_or_else(|| {
-            ServiceError::not_found(format!("no confirmation with confirmID '{confirm_id}'"))
-        })
+        self.store
+            .confirmation(confirm_id)
+            .await?
+            .ok_or_else(|| no_confirmation(confirm_id))
     }
 
     async fn settlement_context(
@@ -182,9 +188,7 @@ impl Trading {
         self.store
             .settlement_context(confirm_id)
             .await?
-            .ok_or_else(|| {
-                ServiceError::not_found(format!("no confirmation with confirmID '{confirm_id}'"))
-            })
+            .ok_or_else(|| no_confirmation(confirm_id))
     }
 
     /// A.3.2: buyer, seller or operator.
