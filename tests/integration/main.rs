@@ -26,6 +26,7 @@ mod policies;
 mod provider;
 mod roles;
 mod s3;
+mod store_writes;
 mod subscriptions;
 mod supply;
 mod trading;

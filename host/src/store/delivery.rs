@@ -2,6 +2,7 @@
 
 use sqlx::Row;
 
+use super::batch::Batch;
 use super::trading::confirmation_from_row;
 use super::{Store, StoreError};
 use crate::domain::AccountId;
@@ -43,15 +44,17 @@ impl Store {
         recipient: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let upsert = sqlx::query(
-            "INSERT INTO account_delivery_keys (account_id, recipient, updated_at) \
+        let mut upsert = Batch::new(self.backend());
+        upsert
+            .push(
+                "INSERT INTO account_delivery_keys (account_id, recipient, updated_at) \
              VALUES ($1, $2, $3) \
              ON CONFLICT (account_id) DO UPDATE \
                SET recipient = excluded.recipient, updated_at = excluded.updated_at",
-        )
-        .bind(account_id.as_str())
-        .bind(recipient)
-        .bind(now);
+            )
+            .bind(account_id.as_str())
+            .bind(recipient)
+            .bind(now);
         self.write_one(upsert).await?;
         Ok(())
     }
@@ -73,17 +76,19 @@ impl Store {
         key: &SealedKey,
         now: i64,
     ) -> Result<(), StoreError> {
-        let upsert = sqlx::query(
-            "INSERT INTO resource_delivery_keys (resource_id, sealed, recipient, updated_at) \
+        let mut upsert = Batch::new(self.backend());
+        upsert
+            .push(
+                "INSERT INTO resource_delivery_keys (resource_id, sealed, recipient, updated_at) \
              VALUES ($1, $2, $3, $4) \
              ON CONFLICT (resource_id) DO UPDATE \
                SET sealed = excluded.sealed, recipient = excluded.recipient, \
                    updated_at = excluded.updated_at",
-        )
-        .bind(resource_id)
-        .bind(&key.sealed)
-        .bind(&key.recipient)
-        .bind(now);
+            )
+            .bind(resource_id)
+            .bind(&key.sealed)
+            .bind(&key.recipient)
+            .bind(now);
         self.write_one(upsert).await?;
         Ok(())
     }
@@ -149,32 +154,31 @@ impl Store {
 
     /// Records a new upload; returns the object key it replaced, if any, for deletion.
     pub async fn set_resource_file(&self, f: &ResourceFile) -> Result<Option<String>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let old: Option<String> =
-            sqlx::query("SELECT object_key FROM resource_files WHERE resource_id = $1")
-                .bind(&f.resource_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| r.try_get("object_key"))
-                .transpose()?;
-        sqlx::query(
-            "INSERT INTO resource_files \
-               (resource_id, object_key, size, sha256, blake3, uploaded_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (resource_id) DO UPDATE \
-               SET object_key = excluded.object_key, size = excluded.size, \
-                   sha256 = excluded.sha256, blake3 = excluded.blake3, \
-                   uploaded_at = excluded.uploaded_at",
-        )
-        .bind(&f.resource_id)
-        .bind(&f.object_key)
-        .bind(f.size)
-        .bind(&f.sha256)
-        .bind(&f.blake3)
-        .bind(f.uploaded_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        let mut batch = Batch::new(self.backend());
+        batch
+            .push("SELECT object_key FROM resource_files WHERE resource_id = $1")
+            .bind(&f.resource_id);
+        batch
+            .push(
+                "INSERT INTO resource_files \
+                   (resource_id, object_key, size, sha256, blake3, uploaded_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (resource_id) DO UPDATE \
+                   SET object_key = excluded.object_key, size = excluded.size, \
+                       sha256 = excluded.sha256, blake3 = excluded.blake3, \
+                       uploaded_at = excluded.uploaded_at",
+            )
+            .bind(&f.resource_id)
+            .bind(&f.object_key)
+            .bind(f.size)
+            .bind(&f.sha256)
+            .bind(&f.blake3)
+            .bind(f.uploaded_at);
+        let done = self.write_batch(batch).await?;
+        let old = match done.first().and_then(|o| o.rows.first()) {
+            Some(row) => Some(row.try_get("object_key")?),
+            None => None,
+        };
         Ok(old)
     }
 }

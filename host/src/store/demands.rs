@@ -3,6 +3,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::batch::Batch;
 use super::matching::{delete_terms, replace_terms};
 use super::resources::conditional_status;
 use super::{Store, StoreError, decode_string_list, encode_string_list};
@@ -34,23 +35,25 @@ fn demand_from_row(row: &AnyRow) -> Result<Demand, StoreError> {
 
 impl Store {
     pub async fn insert_demand(&self, d: &Demand) -> Result<(), StoreError> {
-        let insert = sqlx::query(
-            "INSERT INTO demands (id, demander_account_id, demander_name, data_category, \
+        let mut insert = Batch::new(self.backend());
+        insert
+            .push(
+                "INSERT INTO demands (id, demander_account_id, demander_name, data_category, \
                key_words, description, data_type, subscribe_confirm, status, created_at, \
                updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&d.id)
-        .bind(d.demander_account_id.as_str())
-        .bind(&d.demander_name)
-        .bind(encode_string_list(&d.data_category))
-        .bind(encode_string_list(&d.key_words))
-        .bind(&d.description)
-        .bind(&d.data_type)
-        .bind(&d.subscribe_confirm)
-        .bind(d.status.as_str())
-        .bind(d.created_at)
-        .bind(d.updated_at);
+            )
+            .bind(&d.id)
+            .bind(d.demander_account_id.as_str())
+            .bind(&d.demander_name)
+            .bind(encode_string_list(&d.data_category))
+            .bind(encode_string_list(&d.key_words))
+            .bind(&d.description)
+            .bind(&d.data_type)
+            .bind(&d.subscribe_confirm)
+            .bind(d.status.as_str())
+            .bind(d.created_at)
+            .bind(d.updated_at);
         self.write_one(insert).await?;
         Ok(())
     }
@@ -82,15 +85,21 @@ impl Store {
         data_type: &str,
         terms: &Terms,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE demands SET status = $2, updated_at = $3 WHERE id = $1")
+        let mut batch = Batch::new(self.backend());
+        batch
+            .push("UPDATE demands SET status = $2, updated_at = $3 WHERE id = $1")
             .bind(id)
             .bind(PublicationStatus::Published.as_str())
-            .bind(now_millis())
-            .execute(&mut *tx)
-            .await?;
-        replace_terms(&mut tx, Side::Demand, id, data_type, terms).await?;
-        tx.commit().await?;
+            .bind(now_millis());
+        replace_terms(
+            &mut batch,
+            self.backend(),
+            Side::Demand,
+            id,
+            data_type,
+            terms,
+        );
+        self.write_batch(batch).await?;
         Ok(())
     }
 
@@ -105,7 +114,9 @@ impl Store {
             conditional_status(&mut tx, "demands", id, expected, PublicationStatus::Revoked)
                 .await?;
         if changed {
-            delete_terms(&mut tx, Side::Demand, id).await?;
+            let mut batch = Batch::new(self.backend());
+            delete_terms(&mut batch, self.backend(), Side::Demand, id);
+            tx.run(batch).await?;
         }
         tx.commit().await?;
         Ok(changed)

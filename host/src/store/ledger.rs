@@ -3,8 +3,9 @@
 
 use sqlx::Row;
 
+use super::batch::{Batch, Outcome, Stopped};
 use super::matching::value_rows;
-use super::{Constraint, Store, StoreError, Tx};
+use super::{Backend, Constraint, Store, StoreError, Tx};
 use crate::domain::ledger::{LedgerAudit, LedgerTransaction, MAX_BALANCE, TransactionKind};
 use crate::domain::money::Money;
 
@@ -34,75 +35,119 @@ pub struct StoredTransaction {
     pub created_at: i64,
 }
 
-/// Posts a balanced transaction inside `tx`. Postings are applied in the order given (by
-/// account), each with one conditional upsert that refuses to cross the account's floor or
-/// the maximum, so concurrent debits of one account serialise on its row and never overdraw
-/// it. The entries follow in one multi-row insert: 2 + postings statements in all.
-pub(crate) async fn post(tx: &mut Tx, t: &LedgerTransaction) -> Result<PostOutcome, StoreError> {
-    let inserted = sqlx::query(
-        "INSERT INTO ledger_transactions (id, kind, reference, request, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&t.id)
-    .bind(t.kind.as_str())
-    .bind(&t.reference)
-    .bind(&t.request)
-    .bind(t.created_at)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| StoreError::classify(e, &[LEDGER_REFERENCE_TAKEN]));
-    match inserted {
-        Ok(_) => {}
-        Err(StoreError::Unique(_)) => return Ok(PostOutcome::ReferenceTaken),
-        Err(e) => return Err(e),
-    }
+/// Where a posted transaction's statements sit in a batch, to read its outcome back.
+pub(crate) struct Posting {
+    /// The header's index in the batch.
+    header: usize,
+    accounts: Vec<String>,
+}
+
+/// Adds the statements that post `t` to `batch`: the header, one conditional upsert per
+/// posting (in the order given, by account) that refuses to cross the account's floor or the
+/// maximum, so concurrent debits of one account serialise on its row and never overdraw it,
+/// and the entries in one multi-row insert.
+pub(crate) fn push_post(batch: &mut Batch, t: &LedgerTransaction) -> Posting {
+    let header = batch.len();
+    batch
+        .push(
+            "INSERT INTO ledger_transactions (id, kind, reference, request, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&t.id)
+        .bind(t.kind.as_str())
+        .bind(&t.reference)
+        .bind(&t.request)
+        .bind(t.created_at);
     for p in &t.postings {
         let (floor, max) = (p.kind.floor().minor(), MAX_BALANCE.minor());
-        let query = if (floor..=max).contains(&p.amount.minor()) {
+        let statement = if (floor..=max).contains(&p.amount.minor()) {
             // A new account opens at the amount; an existing one moves only within its limits.
-            sqlx::query(
-                "INSERT INTO ledger_balances (account, kind, balance) VALUES ($1, $2, $3) \
-                 ON CONFLICT (account) DO UPDATE \
-                 SET balance = ledger_balances.balance + excluded.balance \
-                 WHERE ledger_balances.balance + excluded.balance >= $4 \
-                   AND ledger_balances.balance + excluded.balance <= $5",
-            )
-            .bind(&p.account)
-            .bind(p.kind.as_str())
+            batch
+                .push(
+                    "INSERT INTO ledger_balances (account, kind, balance) VALUES ($1, $2, $3) \
+                     ON CONFLICT (account) DO UPDATE \
+                     SET balance = ledger_balances.balance + excluded.balance \
+                     WHERE ledger_balances.balance + excluded.balance >= $4 \
+                       AND ledger_balances.balance + excluded.balance <= $5",
+                )
+                .bind(&p.account)
+                .bind(p.kind.as_str())
         } else {
             // Opening at this amount would already cross a limit: only an existing account
             // can take it.
-            sqlx::query(
-                "UPDATE ledger_balances SET balance = balance + $2 \
-                 WHERE account = $1 AND balance + $2 >= $3 AND balance + $2 <= $4",
-            )
-            .bind(&p.account)
+            batch
+                .push(
+                    "UPDATE ledger_balances SET balance = balance + $2 \
+                     WHERE account = $1 AND balance + $2 >= $3 AND balance + $2 <= $4",
+                )
+                .bind(&p.account)
         };
-        let done = query
-            .bind(p.amount.minor())
-            .bind(floor)
-            .bind(max)
-            .execute(&mut **tx)
-            .await?;
-        if done.rows_affected() != 1 {
-            return Ok(PostOutcome::LimitReached {
-                account: p.account.clone(),
-            });
+        statement.bind(p.amount.minor()).bind(floor).bind(max);
+    }
+    if !t.postings.is_empty() {
+        // Numbered parameters: a batch shifts them past the statements before (see `batch`).
+        let sql = format!(
+            "INSERT INTO ledger_entries (transaction_id, account, amount) VALUES {}",
+            value_rows(Backend::Postgres, t.postings.len(), 3)
+        );
+        let mut entries = batch.push(&sql);
+        for p in &t.postings {
+            entries = entries.bind(&t.id).bind(&p.account).bind(p.amount.minor());
         }
     }
-    if t.postings.is_empty() {
-        return Ok(PostOutcome::Posted);
+    Posting {
+        header,
+        accounts: t.postings.iter().map(|p| p.account.clone()).collect(),
     }
-    let sql = format!(
-        "INSERT INTO ledger_entries (transaction_id, account, amount) VALUES {}",
-        value_rows(tx.backend(), t.postings.len(), 3)
-    );
-    let mut entries = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for p in &t.postings {
-        entries = entries.bind(&t.id).bind(&p.account).bind(p.amount.minor());
+}
+
+impl Posting {
+    /// Whether every posting fitted its account's limits, from the batch's outcomes.
+    pub(crate) fn fits(&self, done: &[Outcome]) -> bool {
+        let postings = done.iter().skip(self.header + 1).take(self.accounts.len());
+        postings.len() == self.accounts.len() && postings.into_iter().all(|o| o.rows_affected == 1)
     }
-    entries.execute(&mut **tx).await?;
-    Ok(PostOutcome::Posted)
+
+    /// The posting's outcome, from the outcomes of the batch's statements that ran (`done`)
+    /// and the error that stopped it, if any. A posting that did not fit its limits wins over
+    /// a later error (an entry for an account that was never opened), since the caller rolls
+    /// back either way; a taken reference stops the batch at the header.
+    pub(crate) fn outcome(
+        &self,
+        done: &[Outcome],
+        error: Option<sqlx::Error>,
+    ) -> Result<PostOutcome, StoreError> {
+        let postings = done.iter().skip(self.header + 1).take(self.accounts.len());
+        if let Some((_, account)) = postings
+            .zip(&self.accounts)
+            .find(|(o, _)| o.rows_affected != 1)
+        {
+            return Ok(PostOutcome::LimitReached {
+                account: account.clone(),
+            });
+        }
+        match error {
+            None => Ok(PostOutcome::Posted),
+            Some(e) if done.len() == self.header => {
+                match StoreError::classify(e, &[LEDGER_REFERENCE_TAKEN]) {
+                    StoreError::Unique(_) => Ok(PostOutcome::ReferenceTaken),
+                    other => Err(other),
+                }
+            }
+            Some(e) => Err(StoreError::Database(e)),
+        }
+    }
+}
+
+/// Posts a balanced transaction inside `tx`: 2 + postings statements in all, sent as one
+/// batch.
+pub(crate) async fn post(tx: &mut Tx, t: &LedgerTransaction) -> Result<PostOutcome, StoreError> {
+    let mut batch = Batch::new(tx.backend());
+    let posting = push_post(&mut batch, t);
+    match tx.run(batch).await {
+        Ok(done) => posting.outcome(&done, None),
+        Err(Stopped { done, error }) => posting.outcome(&done, Some(error)),
+    }
 }
 
 impl Store {

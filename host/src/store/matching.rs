@@ -2,11 +2,10 @@
 //! items, and `match_state`/`match_items` form the change feed the in-memory index follows
 //! (see `domain::match_index`).
 
-use sqlx::Row;
-use sqlx::any::AnyArguments;
-use sqlx::{Arguments, AssertSqlSafe};
+use sqlx::{AssertSqlSafe, Row};
 
-use super::{Store, StoreError, Tx};
+use super::batch::Batch;
+use super::{Backend, Store, StoreError};
 use crate::domain::matching::{Side, TermField, Terms};
 
 /// Rows per multi-row INSERT; keeps every statement under both backends' parameter limits.
@@ -22,114 +21,91 @@ pub(crate) fn placeholders(first: usize, count: usize) -> String {
 
 /// `(…), (…)` for `rows` rows of `width` parameters, numbered from 1. SQLite gets anonymous
 /// `?`s (see `gateway::marks`).
-pub(crate) fn value_rows(backend: super::Backend, rows: usize, width: usize) -> String {
+pub(crate) fn value_rows(backend: Backend, rows: usize, width: usize) -> String {
     (0..rows)
         .map(|r| match backend {
-            super::Backend::Sqlite => format!("({})", vec!["?"; width].join(", ")),
-            super::Backend::Postgres => format!("({})", placeholders(r * width + 1, width)),
+            Backend::Sqlite => format!("({})", vec!["?"; width].join(", ")),
+            Backend::Postgres => format!("({})", placeholders(r * width + 1, width)),
         })
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-pub(crate) fn bind<'q, T>(args: &mut AnyArguments, value: T) -> Result<(), StoreError>
-where
-    T: 'q + sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any>,
-{
-    args.add(value)
-        .map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))
-}
-
-async fn clear_terms(tx: &mut Tx, side: Side, item_id: &str) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM match_terms WHERE side = $1 AND item_id = $2")
+fn clear_terms(batch: &mut Batch, side: Side, item_id: &str) {
+    batch
+        .push("DELETE FROM match_terms WHERE side = $1 AND item_id = $2")
         .bind(side.as_str())
-        .bind(item_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+        .bind(item_id.to_owned());
 }
 
 /// Records in the change feed that an item entered (`live`) or left the index. Taking the next
 /// version locks the counter row until commit, so versions are handed out in commit order.
-async fn record_change(
-    tx: &mut Tx,
-    side: Side,
-    item_id: &str,
-    live: bool,
-) -> Result<(), StoreError> {
-    if tx.backend() == super::Backend::Postgres {
-        // One round trip: PostgreSQL takes the version in a data-modifying CTE.
-        sqlx::query(
+fn record_change(batch: &mut Batch, backend: Backend, side: Side, item_id: &str, live: bool) {
+    let item = match backend {
+        // PostgreSQL takes the version in a data-modifying CTE: one statement.
+        Backend::Postgres => batch.push(
             "WITH next AS (UPDATE match_state SET version = version + 1 WHERE id = 1 \
                RETURNING version) \
              INSERT INTO match_items (side, item_id, version, live) \
              SELECT $1, $2, next.version, $3 FROM next \
              ON CONFLICT (side, item_id) \
                DO UPDATE SET version = excluded.version, live = excluded.live",
-        )
-        .bind(side.as_str())
-        .bind(item_id)
-        .bind(i64::from(live))
-        .execute(&mut **tx)
-        .await?;
-        return Ok(());
-    }
-    let row =
-        sqlx::query("UPDATE match_state SET version = version + 1 WHERE id = 1 RETURNING version")
-            .fetch_one(&mut **tx)
-            .await?;
-    let version: i64 = row.try_get("version")?;
-    sqlx::query(
-        "INSERT INTO match_items (side, item_id, version, live) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (side, item_id) DO UPDATE SET version = excluded.version, live = excluded.live",
-    )
-    .bind(side.as_str())
-    .bind(item_id)
-    .bind(version)
-    .bind(i64::from(live))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+        ),
+        // SQLite has no DML in CTEs; the item reads the counter the statement before moved.
+        Backend::Sqlite => {
+            batch.push("UPDATE match_state SET version = version + 1 WHERE id = 1");
+            batch.push(
+                "INSERT INTO match_items (side, item_id, version, live) \
+                 SELECT $1, $2, version, $3 FROM match_state WHERE id = 1 \
+                 ON CONFLICT (side, item_id) \
+                   DO UPDATE SET version = excluded.version, live = excluded.live",
+            )
+        }
+    };
+    item.bind(side.as_str())
+        .bind(item_id.to_owned())
+        .bind(i64::from(live));
 }
 
-/// Takes an item out of the index.
-pub(crate) async fn delete_terms(tx: &mut Tx, side: Side, item_id: &str) -> Result<(), StoreError> {
-    clear_terms(tx, side, item_id).await?;
-    record_change(tx, side, item_id, false).await
+/// Adds to `batch` what takes an item out of the index.
+pub(crate) fn delete_terms(batch: &mut Batch, backend: Backend, side: Side, item_id: &str) {
+    clear_terms(batch, side, item_id);
+    record_change(batch, backend, side, item_id, false);
 }
 
-/// Replaces an item's index entries with `terms`.
-pub(crate) async fn replace_terms(
-    tx: &mut Tx,
+/// Adds to `batch` what replaces an item's index entries with `terms`.
+pub(crate) fn replace_terms(
+    batch: &mut Batch,
+    backend: Backend,
     side: Side,
     item_id: &str,
     data_type: &str,
     terms: &Terms,
-) -> Result<(), StoreError> {
-    clear_terms(tx, side, item_id).await?;
+) {
+    clear_terms(batch, side, item_id);
     let entries: Vec<(TermField, &str)> = terms.entries().collect();
     for chunk in entries.chunks(INSERT_BATCH) {
         let mut sql =
             String::from("INSERT INTO match_terms (side, data_type, field, term, item_id) VALUES ");
-        let mut args = AnyArguments::default();
-        for (i, (field, term)) in chunk.iter().enumerate() {
+        for i in 0..chunk.len() {
             if i > 0 {
                 sql.push_str(", ");
             }
             sql.push('(');
             sql.push_str(&placeholders(i * 5 + 1, 5));
             sql.push(')');
-            bind(&mut args, side.as_str())?;
-            bind(&mut args, data_type.to_owned())?;
-            bind(&mut args, field.code())?;
-            bind(&mut args, (*term).to_owned())?;
-            bind(&mut args, item_id.to_owned())?;
         }
-        sqlx::query_with(AssertSqlSafe(sql), args)
-            .execute(&mut **tx)
-            .await?;
+        let mut statement = batch.push(&sql);
+        for (field, term) in chunk {
+            statement = statement
+                .bind(side.as_str())
+                .bind(data_type.to_owned())
+                .bind(field.code())
+                .bind((*term).to_owned())
+                .bind(item_id.to_owned());
+        }
     }
-    record_change(tx, side, item_id, true).await
+    record_change(batch, backend, side, item_id, true);
 }
 
 /// An item whose index entry changed after some version.

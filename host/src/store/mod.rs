@@ -3,6 +3,7 @@
 //! Each backend has its own migrations because DDL differs.
 
 pub mod accounts;
+pub(crate) mod batch;
 pub mod compute;
 pub mod compute_bills;
 pub mod delivery;
@@ -18,33 +19,52 @@ pub mod provider;
 pub mod resources;
 pub mod subscriptions;
 pub mod trading;
+mod writer;
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor, Transaction};
+use sqlx::{AnyPool, Connection, Executor, Transaction};
 
 /// A write transaction. On SQLite it also holds this process's turn to write (see
 /// `Store::begin_write`). It dereferences to the connection, so `&mut *tx` is an executor.
 pub struct Tx {
-    tx: Transaction<'static, sqlx::Any>,
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
-    backend: Backend,
+    tx: Open,
+}
+
+enum Open {
+    Postgres(Transaction<'static, sqlx::Any>),
+    /// On SQLite's writing connection, for the length of the turn.
+    Sqlite(writer::Turn),
 }
 
 impl Tx {
     pub(crate) fn backend(&self) -> Backend {
-        self.backend
+        match self.tx {
+            Open::Postgres(_) => Backend::Postgres,
+            Open::Sqlite(_) => Backend::Sqlite,
+        }
     }
 
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        self.end("COMMIT").await
     }
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.tx.rollback().await
+        self.end("ROLLBACK").await
+    }
+
+    async fn end(self, how: &'static str) -> Result<(), sqlx::Error> {
+        match self.tx {
+            Open::Postgres(tx) if how == "COMMIT" => tx.commit().await,
+            Open::Postgres(tx) => tx.rollback().await,
+            Open::Sqlite(mut turn) => {
+                turn.conn.execute(how).await?;
+                turn.open = false;
+                Ok(())
+            }
+        }
     }
 }
 
@@ -52,13 +72,19 @@ impl std::ops::Deref for Tx {
     type Target = sqlx::AnyConnection;
 
     fn deref(&self) -> &Self::Target {
-        &self.tx
+        match &self.tx {
+            Open::Postgres(tx) => tx,
+            Open::Sqlite(turn) => &turn.conn,
+        }
     }
 }
 
 impl std::ops::DerefMut for Tx {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.tx
+        match &mut self.tx {
+            Open::Postgres(tx) => tx,
+            Open::Sqlite(turn) => &mut turn.conn,
+        }
     }
 }
 
@@ -141,11 +167,17 @@ impl StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// SQLite's writers take turns here, first come first served, instead of in SQLite's busy
-    /// handler, which polls with sleeps of up to 100 ms and so stretches tail latency under
-    /// contention. (Other processes on the same file still meet the busy timeout.)
-    write_turn: Arc<tokio::sync::Mutex<()>>,
+    /// SQLite's writing connection, one writer at a time (see `writer`); none on PostgreSQL.
+    write_turn: Option<writer::WriteTurn>,
 }
+
+/// Every SQLite connection's settings. WAL lets readers run beside the single writer; NORMAL
+/// sync stays durable across process crashes, which is what kill -9 recovery needs.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 15000;";
+
+/// A pooled PostgreSQL connection idle this long is pinged before it is handed out.
+const PING_IDLE_CONNECTIONS: Duration = Duration::from_secs(10);
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -161,30 +193,17 @@ impl Store {
             url.to_owned()
         };
         let options = AnyConnectOptions::from_str(&url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the single writer; NORMAL sync stays durable
-                        // across process crashes, which is what kill -9 recovery needs.
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 15000;",
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
+        let pool = pool_options(backend, max_connections)
+            .connect_with(options.clone())
             .await?;
+        let write_turn = match backend {
+            Backend::Sqlite => Some(writer::WriteTurn::connect(&options).await?),
+            Backend::Postgres => None,
+        };
         Ok(Store {
             pool,
             backend,
-            write_turn: Arc::new(tokio::sync::Mutex::new(())),
+            write_turn,
         })
     }
 
@@ -214,43 +233,81 @@ impl Store {
     /// deferred transaction that reads first and writes later fails with SQLITE_BUSY instead of
     /// waiting when another writer got in between.
     pub async fn begin_write(&self) -> Result<Tx, StoreError> {
-        Ok(match self.backend {
-            Backend::Sqlite => {
-                // Wait for the turn before taking a pooled connection, so waiting writers do
-                // not starve readers of connections.
-                let turn = Arc::clone(&self.write_turn).lock_owned().await;
+        Ok(self.open_write().await?)
+    }
+
+    pub(crate) async fn open_write(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self.write_turn().await? {
+            Some(mut turn) => {
+                turn.open = true;
+                turn.conn.execute("BEGIN IMMEDIATE").await?;
                 Tx {
-                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
-                    _turn: Some(turn),
-                    backend: Backend::Sqlite,
+                    tx: Open::Sqlite(turn),
                 }
             }
-            Backend::Postgres => Tx {
-                tx: self.pool.begin().await?,
-                _turn: None,
-                backend: Backend::Postgres,
-            },
+            None => {
+                // sqlx 0.9's PostgreSQL `begin` is not cancel-safe: a caller dropped while its
+                // BEGIN is in flight leaves the pooled connection inside a transaction that
+                // nothing rolls back, and the next borrowers' statements run in it
+                // (transact-rs/sqlx#4393, fixed upstream after 0.9.0; found by
+                // `a_cancelled_write_is_all_or_nothing`). A task of its own always finishes
+                // the BEGIN; if the caller has gone by then, the transaction it returns is
+                // dropped, and rolled back, like any other.
+                let pool = self.pool.clone();
+                let tx = tokio::spawn(async move { pool.begin().await })
+                    .await
+                    .map_err(|_| sqlx::Error::WorkerCrashed)??;
+                Tx {
+                    tx: Open::Postgres(tx),
+                }
+            }
         })
     }
 
-    /// Runs a write that is one statement on its own, without `BEGIN` and `COMMIT`: a single
-    /// statement is atomic by itself, and this saves two round trips to the database (on
-    /// SQLite, two hand-offs to its connection thread while holding the write turn). SQLite
-    /// still takes this process's write turn, as in `begin_write`.
-    pub(crate) async fn write_one<'q>(
-        &self,
-        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    ) -> Result<sqlx::any::AnyQueryResult, sqlx::Error> {
-        let _turn = match self.backend {
-            Backend::Sqlite => Some(self.write_turn.lock().await),
-            Backend::Postgres => None,
-        };
-        query.execute(&self.pool).await
+    /// SQLite's turn to write, with its connection (see `writer`); none on PostgreSQL.
+    pub(crate) async fn write_turn(&self) -> Result<Option<writer::Turn>, sqlx::Error> {
+        match &self.write_turn {
+            Some(turn) => Ok(Some(turn.take().await?)),
+            None => Ok(None),
+        }
     }
 
     pub async fn close(&self) {
+        if let Some(turn) = &self.write_turn {
+            turn.close().await;
+        }
         self.pool.close().await;
     }
+}
+
+fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        // sqlx pings every connection it hands out by default: a round trip to PostgreSQL,
+        // a hand-off to the connection's thread on SQLite, on every query outside a
+        // transaction and every transaction (~25 a trade). A connection that was in use
+        // moments ago is alive; only one that sat idle may have been cut meanwhile (a
+        // database restart, an idle timeout on the way), so only those are pinged. An
+        // in-process SQLite connection cannot be cut.
+        .test_before_acquire(false)
+        .before_acquire(move |conn, meta| {
+            Box::pin(async move {
+                if backend == Backend::Postgres && meta.idle_for >= PING_IDLE_CONNECTIONS {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    conn.execute(SQLITE_PRAGMAS).await?;
+                }
+                Ok(())
+            })
+        })
 }
 
 fn create_sqlite_parent_dir(url: &str) -> Result<(), StoreError> {

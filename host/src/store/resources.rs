@@ -3,6 +3,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::batch::Batch;
 use super::matching::{delete_terms, replace_terms};
 use super::{Constraint, Store, StoreError, Tx, decode_string_list, encode_string_list};
 use crate::domain::PublicationStatus;
@@ -92,95 +93,66 @@ impl Store {
         index: Option<&Terms>,
     ) -> Result<ResourceInsert, StoreError> {
         let candidates = [REGISTRATION_DATA_TAKEN, OWNER_DATA_TAKEN];
-        let insert = sqlx::query(
-            "INSERT INTO resources (id, registration_id, data_id, owner_account_id, owner_name, \
-               controlled, key_words, description, data_type, data_format, data_size, \
-               data_category, collection_time, country, provider_url, resource_url, \
-               ownership_confirm, public_key, subscribe_confirm, protocol, is_open, source, \
-               status, free, price_minor, created_at, updated_at, usage_restrictions) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CAST($11 AS DOUBLE PRECISION), $12, \
-               $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
-        )
-        .bind(&r.id)
-        .bind(&r.registration_id)
-        .bind(&r.data_id)
-        .bind(r.owner_account_id.as_str())
-        .bind(&r.owner_name)
-        .bind(i64::from(r.controlled))
-        .bind(encode_string_list(&r.key_words))
-        .bind(&r.description)
-        .bind(&r.data_type)
-        .bind(&r.data_format)
-        // As text: sqlx 0.9's Any driver sends a NULL f64 to PostgreSQL as float4, and the
-        // statement it prepares that way then refuses every non-NULL f64 on that connection
-        // (found by scripts/fuzz-openapi.sh: a controlled publication, then a registration).
-        .bind(r.data_size.map(|size| size.to_string()))
-        .bind(encode_string_list(&r.data_category))
-        .bind(&r.collection_time)
-        .bind(&r.country)
-        .bind(&r.provider_url)
-        .bind(&r.resource_url)
-        .bind(&r.ownership_confirm)
-        .bind(&r.public_key)
-        .bind(&r.subscribe_confirm)
-        .bind(&r.protocol)
-        .bind(r.is_open)
-        .bind(&r.source)
-        .bind(r.status.as_str())
-        .bind(r.terms.map(|t| i64::from(t.free)))
-        .bind(r.terms.map(|t| t.price.minor()))
-        .bind(r.created_at)
-        .bind(r.updated_at)
-        .bind(r.usage_restrictions.as_ref().map(|v| v.to_string()));
-        // A registration that is not indexed yet is one statement: no transaction around it.
-        let mut tx = match index {
-            None => None,
-            Some(_) => Some(self.begin_write().await?),
+        let mut insert = Batch::new(self.backend());
+        insert_statement(&mut insert, r);
+        let classified = |e: sqlx::Error| match StoreError::classify(e, &candidates) {
+            StoreError::Unique(_) => Ok(ResourceInsert::DataIdTaken),
+            e => Err(e),
         };
-        let inserted = match &mut tx {
-            None => self.write_one(insert).await,
-            Some(tx) => insert.execute(&mut **tx).await,
+        let Some(terms) = index else {
+            // A registration that is not indexed yet is one statement: no transaction around it.
+            return match self.write_one(insert).await {
+                Ok(_) => Ok(ResourceInsert::Created),
+                Err(e) => classified(e),
+            };
         };
-        match inserted.map_err(|e| StoreError::classify(e, &candidates)) {
-            Ok(_) => {}
-            Err(StoreError::Unique(_)) => return Ok(ResourceInsert::DataIdTaken),
-            Err(e) => return Err(e),
+        replace_terms(
+            &mut insert,
+            self.backend(),
+            Side::Resource,
+            &r.id,
+            &r.data_type,
+            terms,
+        );
+        match self.write_batch(insert).await {
+            Ok(_) => Ok(ResourceInsert::Created),
+            Err(stopped) => classified(stopped.error),
         }
-        if let (Some(mut tx), Some(terms)) = (tx, index) {
-            replace_terms(&mut tx, Side::Resource, &r.id, &r.data_type, terms).await?;
-            tx.commit().await?;
-        }
-        Ok(ResourceInsert::Created)
     }
 
     /// Rewrites a controlled item's descriptive fields and terms, and (re-)publishes it.
     pub async fn update_controlled(&self, r: &Resource, terms: &Terms) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "UPDATE resources SET key_words = $2, description = $3, protocol = $4, is_open = $5, \
-               source = $6, status = $7, free = $8, price_minor = $9, updated_at = $10, \
-               usage_restrictions = $11 \
-             WHERE id = $1",
-        )
-        .bind(&r.id)
-        .bind(encode_string_list(&r.key_words))
-        .bind(&r.description)
-        .bind(&r.protocol)
-        .bind(r.is_open)
-        .bind(&r.source)
-        .bind(r.status.as_str())
-        .bind(r.terms.map(|t| i64::from(t.free)))
-        .bind(r.terms.map(|t| t.price.minor()))
-        .bind(r.updated_at)
-        .bind(r.usage_restrictions.as_ref().map(|v| v.to_string()))
-        .execute(&mut *tx)
-        .await?;
-        replace_terms(&mut tx, Side::Resource, &r.id, &r.data_type, terms).await?;
-        tx.commit().await?;
+        let mut batch = Batch::new(self.backend());
+        batch
+            .push(
+                "UPDATE resources SET key_words = $2, description = $3, protocol = $4, \
+                   is_open = $5, source = $6, status = $7, free = $8, price_minor = $9, \
+                   updated_at = $10, usage_restrictions = $11 \
+                 WHERE id = $1",
+            )
+            .bind(&r.id)
+            .bind(encode_string_list(&r.key_words))
+            .bind(&r.description)
+            .bind(&r.protocol)
+            .bind(r.is_open)
+            .bind(&r.source)
+            .bind(r.status.as_str())
+            .bind(r.terms.map(|t| i64::from(t.free)))
+            .bind(r.terms.map(|t| t.price.minor()))
+            .bind(r.updated_at)
+            .bind(r.usage_restrictions.as_ref().map(|v| v.to_string()));
+        replace_terms(
+            &mut batch,
+            self.backend(),
+            Side::Resource,
+            &r.id,
+            &r.data_type,
+            terms,
+        );
+        self.write_batch(batch).await?;
         Ok(())
     }
 
-    /// Looks a resource up by registration id, and by data id when one is given.
     pub async fn resource_by_ref(
         &self,
         registration_id: &str,
@@ -255,27 +227,26 @@ impl Store {
         usage_restrictions: Option<&serde_json::Value>,
         index: Option<(&str, &Terms)>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "UPDATE resources SET status = $2, free = $3, price_minor = $4, updated_at = $5, \
-               usage_restrictions = $6 \
-             WHERE id = $1",
-        )
-        .bind(id)
-        .bind(status.as_str())
-        .bind(terms.map(|t| i64::from(t.free)))
-        .bind(terms.map(|t| t.price.minor()))
-        .bind(now_millis())
-        .bind(usage_restrictions.map(|v| v.to_string()))
-        .execute(&mut *tx)
-        .await?;
+        let mut batch = Batch::new(self.backend());
+        batch
+            .push(
+                "UPDATE resources SET status = $2, free = $3, price_minor = $4, updated_at = $5, \
+                   usage_restrictions = $6 \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(status.as_str())
+            .bind(terms.map(|t| i64::from(t.free)))
+            .bind(terms.map(|t| t.price.minor()))
+            .bind(now_millis())
+            .bind(usage_restrictions.map(|v| v.to_string()));
         match index {
             Some((data_type, t)) => {
-                replace_terms(&mut tx, Side::Resource, id, data_type, t).await?
+                replace_terms(&mut batch, self.backend(), Side::Resource, id, data_type, t)
             }
-            None => delete_terms(&mut tx, Side::Resource, id).await?,
+            None => delete_terms(&mut batch, self.backend(), Side::Resource, id),
         }
-        tx.commit().await?;
+        self.write_batch(batch).await?;
         Ok(())
     }
 
@@ -295,11 +266,58 @@ impl Store {
         )
         .await?;
         if changed {
-            delete_terms(&mut tx, Side::Resource, id).await?;
+            let mut batch = Batch::new(self.backend());
+            delete_terms(&mut batch, self.backend(), Side::Resource, id);
+            tx.run(batch).await?;
         }
         tx.commit().await?;
         Ok(changed)
     }
+}
+
+/// Adds the insert of `r` to `batch`.
+fn insert_statement(batch: &mut Batch, r: &Resource) {
+    batch
+        .push(
+            "INSERT INTO resources (id, registration_id, data_id, owner_account_id, owner_name, \
+               controlled, key_words, description, data_type, data_format, data_size, \
+               data_category, collection_time, country, provider_url, resource_url, \
+               ownership_confirm, public_key, subscribe_confirm, protocol, is_open, source, \
+               status, free, price_minor, created_at, updated_at, usage_restrictions) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CAST($11 AS DOUBLE PRECISION), $12, \
+               $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
+        )
+        .bind(&r.id)
+        .bind(&r.registration_id)
+        .bind(&r.data_id)
+        .bind(r.owner_account_id.as_str())
+        .bind(&r.owner_name)
+        .bind(i64::from(r.controlled))
+        .bind(encode_string_list(&r.key_words))
+        .bind(&r.description)
+        .bind(&r.data_type)
+        .bind(&r.data_format)
+        // As text: sqlx 0.9's Any driver sends a NULL f64 to PostgreSQL as float4, and the
+        // statement it prepares that way then refuses every non-NULL f64 on that connection
+        // (found by scripts/fuzz-openapi.sh: a controlled publication, then a registration).
+        .bind(r.data_size.map(|size| size.to_string()))
+        .bind(encode_string_list(&r.data_category))
+        .bind(&r.collection_time)
+        .bind(&r.country)
+        .bind(&r.provider_url)
+        .bind(&r.resource_url)
+        .bind(&r.ownership_confirm)
+        .bind(&r.public_key)
+        .bind(&r.subscribe_confirm)
+        .bind(&r.protocol)
+        .bind(r.is_open)
+        .bind(&r.source)
+        .bind(r.status.as_str())
+        .bind(r.terms.map(|t| i64::from(t.free)))
+        .bind(r.terms.map(|t| t.price.minor()))
+        .bind(r.created_at)
+        .bind(r.updated_at)
+        .bind(r.usage_restrictions.as_ref().map(|v| v.to_string()));
 }
 
 /// Moves a row from `expected` to `next`; false when it was not in `expected`.

@@ -4,8 +4,9 @@ use serde_json::Value;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::ledger::{PostOutcome, post};
-use super::{Constraint, Store, StoreError, Tx};
+use super::batch::{Batch, Outcome, Stopped, Written};
+use super::ledger::{PostOutcome, push_post};
+use super::{Constraint, Store, StoreError};
 use crate::domain::ledger::LedgerTransaction;
 use crate::domain::money::Money;
 use crate::domain::trading::{
@@ -19,9 +20,21 @@ const CONFIRMATION_LIVE: Constraint = Constraint {
     sqlite_columns: "confirmations.demand_id",
 };
 
-const CONFIRMATION_COLUMNS: &str = "id, demand_id, resource_id, registration_id, data_id, \
-    controlled, seller_account_id, seller_name, buyer_account_id, buyer_name, price_minor, \
-    usage_restrictions, status, created_at, expires_at, settled_at";
+macro_rules! confirmation_columns {
+    () => {
+        "id, demand_id, resource_id, registration_id, data_id, controlled, seller_account_id, \
+         seller_name, buyer_account_id, buyer_name, price_minor, usage_restrictions, status, \
+         created_at, expires_at, settled_at"
+    };
+}
+
+const CONFIRMATION_COLUMNS: &str = confirmation_columns!();
+
+const CONFIRMATION_INSERT: &str = concat!(
+    "INSERT INTO confirmations (",
+    confirmation_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+);
 
 const LICENSE_COLUMNS: &str = "id, confirm_id, resource_id, licensee_account_id, document, \
     starts_at, ends_at, issued_at, superseded_by";
@@ -123,23 +136,21 @@ pub enum SettleOutcome {
     },
 }
 
-async fn insert_license(tx: &mut Tx, l: &LicenseRecord) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO licenses (id, confirm_id, resource_id, licensee_account_id, document, \
-           starts_at, ends_at, issued_at, superseded_by, superseded_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL)",
-    )
-    .bind(&l.id)
-    .bind(&l.confirm_id)
-    .bind(&l.resource_id)
-    .bind(l.licensee_account_id.as_str())
-    .bind(l.document.to_string())
-    .bind(l.starts_at)
-    .bind(l.ends_at)
-    .bind(l.issued_at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+fn push_license(batch: &mut Batch, l: &LicenseRecord) {
+    batch
+        .push(
+            "INSERT INTO licenses (id, confirm_id, resource_id, licensee_account_id, document, \
+               starts_at, ends_at, issued_at, superseded_by, superseded_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL)",
+        )
+        .bind(&l.id)
+        .bind(&l.confirm_id)
+        .bind(&l.resource_id)
+        .bind(l.licensee_account_id.as_str())
+        .bind(l.document.to_string())
+        .bind(l.starts_at)
+        .bind(l.ends_at)
+        .bind(l.issued_at);
 }
 
 impl Store {
@@ -150,45 +161,38 @@ impl Store {
         &self,
         c: &Confirmation,
     ) -> Result<ConfirmationInsert, StoreError> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "UPDATE confirmations SET status = 'expired' \
-             WHERE demand_id = $1 AND status = 'confirmed' AND expires_at <= $2",
-        )
-        .bind(&c.demand_id)
-        .bind(c.created_at)
-        .execute(&mut *tx)
-        .await?;
-        let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO confirmations ({CONFIRMATION_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-        )))
-        .bind(&c.id)
-        .bind(&c.demand_id)
-        .bind(&c.resource_id)
-        .bind(&c.registration_id)
-        .bind(&c.data_id)
-        .bind(i64::from(c.controlled))
-        .bind(c.seller_account_id.as_str())
-        .bind(&c.seller_name)
-        .bind(c.buyer_account_id.as_str())
-        .bind(&c.buyer_name)
-        .bind(c.price.minor())
-        .bind(c.usage_restrictions.to_string())
-        .bind(c.status.as_str())
-        .bind(c.created_at)
-        .bind(c.expires_at)
-        .bind(c.settled_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| StoreError::classify(e, &[CONFIRMATION_LIVE]));
-        match inserted {
-            Ok(_) => {
-                tx.commit().await?;
-                Ok(ConfirmationInsert::Created)
-            }
-            Err(StoreError::Unique(_)) => Ok(ConfirmationInsert::DemandAlreadyBound),
-            Err(e) => Err(e),
+        let mut batch = Batch::new(self.backend());
+        batch
+            .push(
+                "UPDATE confirmations SET status = 'expired' \
+                 WHERE demand_id = $1 AND status = 'confirmed' AND expires_at <= $2",
+            )
+            .bind(&c.demand_id)
+            .bind(c.created_at);
+        batch
+            .push(CONFIRMATION_INSERT)
+            .bind(&c.id)
+            .bind(&c.demand_id)
+            .bind(&c.resource_id)
+            .bind(&c.registration_id)
+            .bind(&c.data_id)
+            .bind(i64::from(c.controlled))
+            .bind(c.seller_account_id.as_str())
+            .bind(&c.seller_name)
+            .bind(c.buyer_account_id.as_str())
+            .bind(&c.buyer_name)
+            .bind(c.price.minor())
+            .bind(c.usage_restrictions.to_string())
+            .bind(c.status.as_str())
+            .bind(c.created_at)
+            .bind(c.expires_at)
+            .bind(c.settled_at);
+        match self.write_batch(batch).await {
+            Ok(_) => Ok(ConfirmationInsert::Created),
+            Err(stopped) => match StoreError::classify(stopped.error, &[CONFIRMATION_LIVE]) {
+                StoreError::Unique(_) => Ok(ConfirmationInsert::DemandAlreadyBound),
+                e => Err(e),
+            },
         }
     }
 
@@ -284,60 +288,72 @@ impl Store {
     /// nothing. Concurrent calls for one confirmation serialise on its row: exactly one
     /// settles, the others see `AlreadySettled`.
     pub async fn settle(&self, w: &SettlementWrite) -> Result<SettleOutcome, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let marked = sqlx::query(
-            "UPDATE confirmations SET status = 'settled', settled_at = $2 \
-             WHERE id = $1 AND status = 'confirmed' AND expires_at > $2",
-        )
-        .bind(&w.confirm_id)
-        .bind(w.now)
-        .execute(&mut *tx)
-        .await?;
-        if marked.rows_affected() != 1 {
+        let mut batch = Batch::new(self.backend());
+        batch
+            .push(
+                "UPDATE confirmations SET status = 'settled', settled_at = $2 \
+                 WHERE id = $1 AND status = 'confirmed' AND expires_at > $2",
+            )
+            .bind(&w.confirm_id)
+            .bind(w.now);
+        let posting = push_post(&mut batch, &w.ledger);
+        let s = &w.settlement;
+        batch
+            .push(
+                "INSERT INTO settlements (confirm_id, receipt_id, ledger_transaction_id, \
+                   amount_minor, payment_proof, private_key, settled_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&s.confirm_id)
+            .bind(&s.receipt_id)
+            .bind(&s.ledger_transaction_id)
+            .bind(s.amount.minor())
+            .bind(s.payment_proof.to_string())
+            .bind(s.private_key.as_ref().map(Value::to_string))
+            .bind(s.settled_at);
+        push_license(&mut batch, &w.license);
+        let marked = |done: &[Outcome]| done.first().map(|o| o.rows_affected);
+        let (done, error) = match self
+            .write_batch_if(batch, |done| marked(done) == Some(1) && posting.fits(done))
+            .await
+        {
+            Ok(Written {
+                committed: true, ..
+            }) => return Ok(SettleOutcome::Settled),
+            Ok(Written { done, .. }) => (done, None),
+            Err(Stopped { done, error }) => (done, Some(error)),
+        };
+        // Rolled back.
+        if marked(&done).is_some_and(|rows| rows != 1) {
+            // Not (or no longer) settleable; the confirmation's status says why (a settled
+            // confirmation stays settled).
             let status: Option<String> =
                 sqlx::query("SELECT status FROM confirmations WHERE id = $1")
                     .bind(&w.confirm_id)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&self.pool)
                     .await?
                     .map(|r| r.try_get("status"))
                     .transpose()?;
-            tx.rollback().await?;
             return Ok(match status.as_deref() {
                 Some("settled") => SettleOutcome::AlreadySettled,
                 _ => SettleOutcome::NotSettleable,
             });
         }
-        match post(&mut tx, &w.ledger).await? {
-            PostOutcome::Posted => {}
-            PostOutcome::LimitReached { account } => {
-                tx.rollback().await?;
-                return Ok(SettleOutcome::LimitReached { account });
-            }
+        if done.is_empty()
+            && let Some(e) = error
+        {
+            return Err(StoreError::Database(e));
+        }
+        match posting.outcome(&done, error)? {
+            PostOutcome::LimitReached { account } => Ok(SettleOutcome::LimitReached { account }),
             // The confirmation's row serialises its settlements, so its ledger reference can
             // only be taken by a settlement that committed: this one is a repetition.
-            PostOutcome::ReferenceTaken => {
-                tx.rollback().await?;
-                return Ok(SettleOutcome::AlreadySettled);
-            }
+            PostOutcome::ReferenceTaken => Ok(SettleOutcome::AlreadySettled),
+            PostOutcome::Posted => Err(StoreError::Corrupt(format!(
+                "settlement of {} rolled back with every statement done",
+                w.confirm_id
+            ))),
         }
-        let s = &w.settlement;
-        sqlx::query(
-            "INSERT INTO settlements (confirm_id, receipt_id, ledger_transaction_id, \
-               amount_minor, payment_proof, private_key, settled_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&s.confirm_id)
-        .bind(&s.receipt_id)
-        .bind(&s.ledger_transaction_id)
-        .bind(s.amount.minor())
-        .bind(s.payment_proof.to_string())
-        .bind(s.private_key.as_ref().map(Value::to_string))
-        .bind(s.settled_at)
-        .execute(&mut *tx)
-        .await?;
-        insert_license(&mut tx, &w.license).await?;
-        tx.commit().await?;
-        Ok(SettleOutcome::Settled)
     }
 
     /// The license of a confirmation that has not been superseded.
@@ -392,37 +408,37 @@ impl Store {
         replacements: &[(String, LicenseRecord)],
         now: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let mut batch = Batch::new(self.backend());
         for (old, new) in replacements {
-            insert_license(&mut tx, new).await?;
-            let done = sqlx::query(
-                "UPDATE licenses SET superseded_by = $1, superseded_at = $2 \
-                 WHERE id = $3 AND superseded_by IS NULL",
-            )
-            .bind(&new.id)
-            .bind(now)
-            .bind(old)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() != 1 {
-                tx.rollback().await?;
-                return Ok(false);
-            }
+            push_license(&mut batch, new);
+            batch
+                .push(
+                    "UPDATE licenses SET superseded_by = $1, superseded_at = $2 \
+                     WHERE id = $3 AND superseded_by IS NULL",
+                )
+                .bind(&new.id)
+                .bind(now)
+                .bind(old);
         }
-        tx.commit().await?;
-        Ok(true)
+        // Every second statement marks an old license superseded; one that changed no row was
+        // superseded meanwhile.
+        let superseded =
+            |done: &[Outcome]| done.iter().skip(1).step_by(2).all(|o| o.rows_affected == 1);
+        Ok(self.write_batch_if(batch, superseded).await?.committed)
     }
 
     pub async fn insert_delivery(&self, d: &DeliveryRecord) -> Result<(), StoreError> {
-        let insert = sqlx::query(
-            "INSERT INTO deliveries (id, confirm_id, license_id, proof, delivered_at) \
+        let mut insert = Batch::new(self.backend());
+        insert
+            .push(
+                "INSERT INTO deliveries (id, confirm_id, license_id, proof, delivered_at) \
              VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&d.id)
-        .bind(&d.confirm_id)
-        .bind(&d.license_id)
-        .bind(d.proof.to_string())
-        .bind(d.delivered_at);
+            )
+            .bind(&d.id)
+            .bind(&d.confirm_id)
+            .bind(&d.license_id)
+            .bind(d.proof.to_string())
+            .bind(d.delivered_at);
         self.write_one(insert).await?;
         Ok(())
     }

@@ -1,0 +1,185 @@
+//! Write transactions through the real store, on both databases: one left open by a dropped
+//! `Tx` or by a request cancelled half-way is rolled back, never committed in part, and the
+//! next write proceeds. On SQLite every write shares one connection (the write turn), so a
+//! transaction left open there would otherwise swallow the next writer's statements.
+
+use std::time::Duration;
+
+use sqlx::Row;
+
+use liutong::domain::matching::Terms;
+use liutong::store::Store;
+
+use crate::on_both_backends;
+use crate::support::TestApp;
+use crate::support::fixtures::register_demand;
+
+/// Polls `fut` at most `polls` times, letting the runtime run in between, and drops it if it
+/// has not finished by then: a cancellation at a chosen await point, finer than a timer's
+/// millisecond.
+async fn cancel_after<F: std::future::Future>(polls: u64, fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    for _ in 0..polls {
+        if let std::task::Poll::Ready(out) = futures_util::poll!(fut.as_mut()) {
+            return Some(out);
+        }
+        tokio::task::yield_now().await;
+    }
+    None
+}
+
+async fn count(store: &Store, sql: &'static str, id: &str) -> i64 {
+    sqlx::query(sql)
+        .bind(id)
+        .fetch_one(store.pool())
+        .await
+        .expect("count")
+        .try_get::<i64, _>(0)
+        .expect("count column")
+}
+
+async fn ledger_transactions(store: &Store, id: &str) -> i64 {
+    count(
+        store,
+        "SELECT COUNT(*) FROM ledger_transactions WHERE id = $1",
+        id,
+    )
+    .await
+}
+
+async fn insert_header(tx: &mut liutong::store::Tx, id: &str) {
+    sqlx::query(
+        "INSERT INTO ledger_transactions (id, kind, reference, request, created_at) \
+         VALUES ($1, 'credit', $1, '{}', 0)",
+    )
+    .bind(id)
+    .execute(&mut **tx)
+    .await
+    .expect("insert");
+}
+
+async fn a_dropped_transaction_is_rolled_back(app: TestApp) {
+    let store = &app.store;
+    let mut tx = store.begin_write().await.expect("begin");
+    insert_header(&mut tx, "txn_abandoned").await;
+    drop(tx);
+
+    // The next writer starts clean: its own transaction commits, the dropped one's row is gone.
+    let mut tx = store
+        .begin_write()
+        .await
+        .expect("begin after a dropped transaction");
+    insert_header(&mut tx, "txn_kept").await;
+    tx.commit().await.expect("commit");
+    assert_eq!(ledger_transactions(store, "txn_abandoned").await, 0);
+    assert_eq!(ledger_transactions(store, "txn_kept").await, 1);
+
+    // An explicit rollback ends the transaction as well.
+    let mut tx = store.begin_write().await.expect("begin");
+    insert_header(&mut tx, "txn_rolled_back").await;
+    tx.rollback().await.expect("rollback");
+    assert_eq!(ledger_transactions(store, "txn_rolled_back").await, 0);
+}
+
+/// Publishing a demand is one batch of five or six statements (status, terms, the match
+/// feed's version and item). Cancelled at every await point from the first to past its end,
+/// it either happened entirely or not at all, and the store keeps working.
+async fn a_cancelled_write_is_all_or_nothing(app: TestApp) {
+    let store = &app.store;
+    let carol = app.user("carol").await;
+    let terms = Terms::of(&["cancel".to_owned()], &["bench".to_owned()], None);
+    let mut completed = 0;
+    for attempt in 0..80u64 {
+        let id = app
+            .register_demand_from(&carol, &register_demand("carol", &["cancel"], "dataset"))
+            .await;
+        let publish = store.publish_demand(&id, "dataset", &terms);
+        let finished = match cancel_after(attempt * attempt, publish).await {
+            Some(result) => {
+                result.expect("publish");
+                true
+            }
+            None => false,
+        };
+        // One statement, so one snapshot: a cancelled publish whose COMMIT was already on its
+        // way may land between two separate reads.
+        let row = sqlx::query(
+            "SELECT d.status, \
+               (SELECT COUNT(*) FROM match_terms t WHERE t.item_id = d.id) AS terms, \
+               (SELECT COUNT(*) FROM match_items i WHERE i.item_id = d.id AND i.live = 1) \
+                 AS feed \
+             FROM demands d WHERE d.id = $1",
+        )
+        .bind(&id)
+        .fetch_one(store.pool())
+        .await
+        .expect("demand row");
+        let status: String = row.try_get("status").expect("status");
+        let terms_rows: i64 = row.try_get("terms").expect("terms");
+        let feed_rows: i64 = row.try_get("feed").expect("feed");
+        let published = status == "published";
+        assert_eq!(
+            (terms_rows > 0, feed_rows == 1),
+            (published, published),
+            "attempt {attempt}: status {status}, {terms_rows} terms, {feed_rows} feed rows"
+        );
+        assert!(published || !finished, "a finished publish must show");
+        completed += usize::from(published);
+    }
+    // Some attempts ran to the end; and a publish left alone still does.
+    assert!(completed > 0, "no publish completed");
+    // And the store still writes.
+    let mut tx = store
+        .begin_write()
+        .await
+        .expect("begin after cancellations");
+    insert_header(&mut tx, "txn_after").await;
+    tx.commit().await.expect("commit");
+    assert_eq!(ledger_transactions(store, "txn_after").await, 1);
+}
+
+/// Opening a write transaction, cancelled at every point of its `BEGIN`, leaves no connection
+/// inside a transaction (on PostgreSQL sqlx 0.9's own `begin` did, transact-rs/sqlx#4393), and
+/// the next write commits.
+async fn a_cancelled_begin_leaves_no_transaction_open(app: TestApp) {
+    use liutong::store::Backend;
+    let store = &app.store;
+    for attempt in 0..200u64 {
+        // Dropped at once when it completes in time: nothing was written.
+        let _ = cancel_after(attempt % 40, store.begin_write()).await;
+    }
+    if store.backend() == Backend::Postgres {
+        // A cancelled BEGIN finishes on its own task and is rolled back as the connection
+        // returns to the pool: give those returns a moment.
+        let mut stuck = -1;
+        for _ in 0..50 {
+            stuck = sqlx::query(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+            )
+            .fetch_one(store.pool())
+            .await
+            .expect("activity")
+            .try_get::<i64, _>(0)
+            .expect("count");
+            if stuck == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(stuck, 0, "connections left inside a transaction");
+    }
+    for n in 0..20 {
+        let id = format!("txn_after_begin_{n}");
+        let mut tx = store.begin_write().await.expect("begin");
+        insert_header(&mut tx, &id).await;
+        tx.commit().await.expect("commit");
+        assert_eq!(ledger_transactions(store, &id).await, 1);
+    }
+}
+
+on_both_backends!(
+    a_dropped_transaction_is_rolled_back,
+    a_cancelled_write_is_all_or_nothing,
+    a_cancelled_begin_leaves_no_transaction_open
+);
