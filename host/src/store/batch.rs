@@ -21,6 +21,7 @@ use sqlx::AnyConnection;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Arguments, AssertSqlSafe, Either, Executor};
 
+use super::writer::WriteTurn;
 use super::{Backend, Store, StoreError, Tx};
 
 /// What one statement of a batch did.
@@ -162,7 +163,7 @@ impl Tx {
 }
 
 /// Decides from a batch's outcomes whether to commit it.
-type Keep<'k> = Box<dyn FnOnce(&[Outcome]) -> bool + Send + 'k>;
+type Keep = Box<dyn FnOnce(&[Outcome]) -> bool + Send + 'static>;
 
 /// A batch run as a transaction of its own, and whether it was committed.
 pub(crate) struct Written {
@@ -185,17 +186,17 @@ impl Store {
     pub(crate) async fn write_batch_if(
         &self,
         batch: Batch,
-        keep: impl FnOnce(&[Outcome]) -> bool + Send,
+        keep: impl FnOnce(&[Outcome]) -> bool + Send + 'static,
     ) -> Result<Written, Stopped> {
         self.transact(batch, Some(Box::new(keep))).await
     }
 
-    async fn transact(&self, batch: Batch, keep: Option<Keep<'_>>) -> Result<Written, Stopped> {
+    async fn transact(&self, batch: Batch, keep: Option<Keep>) -> Result<Written, Stopped> {
         let stopped = |error| Stopped {
             done: Vec::new(),
             error,
         };
-        let Parts::Joined { sql, args } = batch.parts else {
+        let (Some(write_turn), Parts::Joined { .. }) = (&self.write_turn, &batch.parts) else {
             let mut tx = self.open_write().await.map_err(stopped)?;
             let done = tx.run(batch).await?;
             let committed = keep.is_none_or(|keep| keep(&done));
@@ -206,51 +207,11 @@ impl Store {
             }
             return Ok(Written { done, committed });
         };
-        let Some(mut turn) = self.write_turn().await.map_err(stopped)? else {
-            unreachable!("SQLite batches are joined")
-        };
-        let end = if keep.is_none() { "COMMIT" } else { "" };
-        let whole = Batch {
-            parts: Parts::Joined {
-                sql: format!("BEGIN IMMEDIATE;\n{sql}{end}"),
-                args,
-            },
-            statements: batch.statements + 2,
-            encode_error: batch.encode_error,
-        };
-        // Until the transaction has ended, a dropped future leaves it for the next turn to
-        // roll back.
-        turn.open = true;
-        let mut done = match run_on(&mut turn.conn, whole).await {
-            Ok(done) => done,
-            Err(Stopped { mut done, error }) => {
-                if !done.is_empty() {
-                    // BEGIN ran: the transaction is open.
-                    done.remove(0);
-                    turn.conn.execute("ROLLBACK").await.map_err(stopped)?;
-                }
-                turn.open = false;
-                return Err(Stopped { done, error });
-            }
-        };
-        // BEGIN's (and COMMIT's) outcomes are not the caller's.
-        done.remove(0);
-        let committed = match keep {
-            None => {
-                done.pop();
-                true
-            }
-            Some(keep) => {
-                let committed = keep(&done);
-                let end = if committed { "COMMIT" } else { "ROLLBACK" };
-                if let Err(error) = turn.conn.execute(end).await {
-                    return Err(Stopped { done, error });
-                }
-                committed
-            }
-        };
-        turn.open = false;
-        Ok(Written { done, committed })
+        let turn = write_turn.clone();
+        write_turn
+            .run(async move { transact_on_writer(turn, batch, keep).await })
+            .await
+            .unwrap_or_else(|error| Err(stopped(error)))
     }
 
     /// Runs a batch of one statement on its own, without `BEGIN` and `COMMIT`: one statement
@@ -259,13 +220,80 @@ impl Store {
     /// `begin_write`.
     pub(crate) async fn write_one(&self, statement: Batch) -> Result<Outcome, sqlx::Error> {
         debug_assert_eq!(statement.len(), 1, "write_one runs one statement");
-        let mut done = match self.write_turn().await? {
-            Some(mut turn) => run_on(&mut turn.conn, statement).await,
-            None => run_on(&mut *self.pool.acquire().await?, statement).await,
-        }
-        .map_err(|s| s.error)?;
+        let mut done = match &self.write_turn {
+            Some(write_turn) => {
+                let turn = write_turn.clone();
+                write_turn
+                    .run(async move {
+                        let mut turn = turn.take().await?;
+                        run_on(&mut turn.conn, statement).await.map_err(|s| s.error)
+                    })
+                    .await??
+            }
+            None => run_on(&mut *self.pool.acquire().await?, statement)
+                .await
+                .map_err(|s| s.error)?,
+        };
         Ok(done.pop().unwrap_or_default())
     }
+}
+
+/// SQLite: `batch` as a transaction of its own on the writing connection (see `writer`).
+async fn transact_on_writer(
+    write_turn: WriteTurn,
+    batch: Batch,
+    keep: Option<Keep>,
+) -> Result<Written, Stopped> {
+    let stopped = |error| Stopped {
+        done: Vec::new(),
+        error,
+    };
+    let mut turn = write_turn.take().await.map_err(stopped)?;
+    let Parts::Joined { sql, args } = batch.parts else {
+        unreachable!("SQLite batches are joined")
+    };
+    let end = if keep.is_none() { "COMMIT" } else { "" };
+    let whole = Batch {
+        parts: Parts::Joined {
+            sql: format!("BEGIN IMMEDIATE;\n{sql}{end}"),
+            args,
+        },
+        statements: batch.statements + 2,
+        encode_error: batch.encode_error,
+    };
+    // Until the transaction has ended, a dropped future leaves it for the next turn to roll
+    // back.
+    turn.open = true;
+    let mut done = match run_on(&mut turn.conn, whole).await {
+        Ok(done) => done,
+        Err(Stopped { mut done, error }) => {
+            if !done.is_empty() {
+                // BEGIN ran: the transaction is open.
+                done.remove(0);
+                turn.conn.execute("ROLLBACK").await.map_err(stopped)?;
+            }
+            turn.open = false;
+            return Err(Stopped { done, error });
+        }
+    };
+    // BEGIN's (and COMMIT's) outcomes are not the caller's.
+    done.remove(0);
+    let committed = match keep {
+        None => {
+            done.pop();
+            true
+        }
+        Some(keep) => {
+            let committed = keep(&done);
+            let end = if committed { "COMMIT" } else { "ROLLBACK" };
+            if let Err(error) = turn.conn.execute(end).await {
+                return Err(Stopped { done, error });
+            }
+            committed
+        }
+    };
+    turn.open = false;
+    Ok(Written { done, committed })
 }
 
 async fn run_on(conn: &mut AnyConnection, batch: Batch) -> Result<Vec<Outcome>, Stopped> {

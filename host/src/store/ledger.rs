@@ -36,6 +36,7 @@ pub struct StoredTransaction {
 }
 
 /// Where a posted transaction's statements sit in a batch, to read its outcome back.
+#[derive(Clone)]
 pub(crate) struct Posting {
     /// The header's index in the batch.
     header: usize,

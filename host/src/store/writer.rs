@@ -32,21 +32,52 @@ pub(crate) struct Writer {
 pub(crate) type Turn = OwnedMappedMutexGuard<Option<Writer>, Writer>;
 
 #[derive(Clone)]
-pub(crate) struct WriteTurn(Arc<Mutex<Option<Writer>>>);
+pub(crate) struct WriteTurn(Arc<Inner>);
+
+struct Inner {
+    writer: Arc<Mutex<Option<Writer>>>,
+    /// The writing thread's runtime; it stops when this handle's last clone is dropped.
+    runtime: tokio::runtime::Handle,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
 
 impl WriteTurn {
     pub(crate) async fn connect(options: &AnyConnectOptions) -> Result<WriteTurn, sqlx::Error> {
         let mut conn = options.connect().await?;
         conn.execute(super::SQLITE_PRAGMAS).await?;
-        Ok(WriteTurn(Arc::new(Mutex::new(Some(Writer {
-            conn,
-            open: false,
-        })))))
+        // Checkpoints (copying the WAL back into the database file, and its fsync) run beside
+        // the writes instead of inside whichever commit crosses SQLite's threshold, which held
+        // the turn for as long as the disk took.
+        conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+        let mut checkpoints = options.connect().await?;
+        checkpoints.execute(super::SQLITE_PRAGMAS).await?;
+        let (runtime, stop) = writing_thread()?;
+        runtime.spawn(checkpoint_every(CHECKPOINT_INTERVAL, checkpoints));
+        Ok(WriteTurn(Arc::new(Inner {
+            writer: Arc::new(Mutex::new(Some(Writer { conn, open: false }))),
+            runtime,
+            _stop: stop,
+        })))
+    }
+
+    /// Runs `write` on the writing thread and waits for its result. The thread runs nothing
+    /// else, so a write that holds the turn resumes the moment SQLite answers, where on the
+    /// shared runtime it would queue behind the requests of every other connection. A write
+    /// runs to its end even if the caller goes away.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        write: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, sqlx::Error> {
+        self.0
+            .runtime
+            .spawn(write)
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)
     }
 
     /// Waits for the turn; the connection comes back with no transaction open.
     pub(crate) async fn take(&self) -> Result<Turn, sqlx::Error> {
-        let guard: OwnedMutexGuard<Option<Writer>> = Arc::clone(&self.0).lock_owned().await;
+        let guard: OwnedMutexGuard<Option<Writer>> = Arc::clone(&self.0.writer).lock_owned().await;
         let mut turn =
             OwnedMutexGuard::try_map(guard, Option::as_mut).map_err(|_| sqlx::Error::PoolClosed)?;
         if turn.open {
@@ -61,11 +92,45 @@ impl WriteTurn {
 
     /// Closes the connection once the current turn ends; later turns fail.
     pub(crate) async fn close(&self) {
-        let writer = self.0.lock().await.take();
+        let writer = self.0.writer.lock().await.take();
         if let Some(writer) = writer
             && let Err(e) = sqlx::Connection::close(writer.conn).await
         {
             tracing::warn!(error = %e, "closing the SQLite writing connection");
         }
     }
+}
+
+/// How often the WAL is checkpointed. SQLite's own threshold (1,000 pages) takes a few
+/// hundred trades; a passive checkpoint copies what is committed and never waits for writers
+/// or readers, so a busy moment only delays it to the next round.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+async fn checkpoint_every(interval: std::time::Duration, mut conn: AnyConnection) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+            tracing::warn!(error = %e, "SQLite checkpoint");
+        }
+    }
+}
+
+/// Starts the writing thread: a single-threaded runtime that lives until `stop` is dropped.
+fn writing_thread()
+-> Result<(tokio::runtime::Handle, tokio::sync::oneshot::Sender<()>), sqlx::Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(sqlx::Error::Io)?;
+    let handle = runtime.handle().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("sqlite-writes".into())
+        .spawn(move || {
+            let _ = runtime.block_on(stopped);
+        })
+        .map_err(sqlx::Error::Io)?;
+    Ok((handle, stop))
 }
