@@ -5,13 +5,18 @@
 //! so stretches tail latency under contention. (Other processes on the same file still meet
 //! the busy timeout.)
 //!
-//! The mutex owns the connection that every write uses, for two reasons measured under the
-//! trading bench (BENCHMARKS.md, "One writing connection"):
+//! The mutex owns the connection that every write uses, and writes run on a thread of their
+//! own, for reasons measured under the trading bench (BENCHMARKS.md, "One command per write,
+//! one writing connection"):
 //! - SQLite empties a connection's page cache whenever another connection has committed, so
 //!   writes spread over the pool re-read every page they touch; this connection is the only
 //!   one that commits, so its cache stays warm.
 //! - A connection taken from and given back to the pool costs a task hand-off on its return,
 //!   which the next writer would wait for while holding the turn.
+//! - On the shared runtime a write that holds the turn waits, after each answer from SQLite,
+//!   behind every other request's tasks; the writing thread runs nothing else.
+//! - Checkpoints run on a connection of their own, beside the writes, so no commit holds the
+//!   turn while the disk flushes one.
 
 use std::sync::Arc;
 
@@ -36,6 +41,8 @@ pub(crate) struct WriteTurn(Arc<Inner>);
 
 struct Inner {
     writer: Arc<Mutex<Option<Writer>>>,
+    /// Stops the checkpoints when the store is closed.
+    closing: Arc<tokio::sync::Notify>,
     /// The writing thread's runtime; it stops when this handle's last clone is dropped.
     runtime: tokio::runtime::Handle,
     _stop: tokio::sync::oneshot::Sender<()>,
@@ -52,9 +59,15 @@ impl WriteTurn {
         let mut checkpoints = options.connect().await?;
         checkpoints.execute(super::SQLITE_PRAGMAS).await?;
         let (runtime, stop) = writing_thread()?;
-        runtime.spawn(checkpoint_every(CHECKPOINT_INTERVAL, checkpoints));
+        let closing = Arc::new(tokio::sync::Notify::new());
+        runtime.spawn(checkpoint_every(
+            CHECKPOINT_INTERVAL,
+            checkpoints,
+            Arc::clone(&closing),
+        ));
         Ok(WriteTurn(Arc::new(Inner {
             writer: Arc::new(Mutex::new(Some(Writer { conn, open: false }))),
+            closing,
             runtime,
             _stop: stop,
         })))
@@ -90,8 +103,10 @@ impl WriteTurn {
         Ok(turn)
     }
 
-    /// Closes the connection once the current turn ends; later turns fail.
+    /// Closes the connection once the current turn ends, and the checkpoints' connection after
+    /// a last checkpoint; later turns fail.
     pub(crate) async fn close(&self) {
+        self.0.closing.notify_one();
         let writer = self.0.writer.lock().await.take();
         if let Some(writer) = writer
             && let Err(e) = sqlx::Connection::close(writer.conn).await
@@ -106,14 +121,25 @@ impl WriteTurn {
 /// or readers, so a busy moment only delays it to the next round.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
-async fn checkpoint_every(interval: std::time::Duration, mut conn: AnyConnection) {
+async fn checkpoint_every(
+    interval: std::time::Duration,
+    mut conn: AnyConnection,
+    closing: Arc<tokio::sync::Notify>,
+) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticks.tick().await;
-        if let Err(e) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
-            tracing::warn!(error = %e, "SQLite checkpoint");
+        tokio::select! {
+            _ = ticks.tick() => {
+                if let Err(e) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+                    tracing::warn!(error = %e, "SQLite checkpoint");
+                }
+            }
+            () = closing.notified() => break,
         }
+    }
+    if let Err(e) = sqlx::Connection::close(conn).await {
+        tracing::warn!(error = %e, "closing the SQLite checkpoint connection");
     }
 }
 
