@@ -15,8 +15,12 @@
 //!   which the next writer would wait for while holding the turn.
 //! - On the shared runtime a write that holds the turn waits, after each answer from SQLite,
 //!   behind every other request's tasks; the writing thread runs nothing else.
-//! - Checkpoints run on a connection of their own, beside the writes, so no commit holds the
-//!   turn while the disk flushes one.
+//!
+//! SQLite's automatic checkpoint stays on this connection. Tried and reverted: checkpoints on
+//! a second connection (passive, every 250 ms) with the automatic one off. Under steady load
+//! a passive checkpoint never finds a moment without readers, so the WAL was never restarted
+//! and grew by ~100 MB a second; the automatic checkpoint, run by the writer itself, restarts
+//! it.
 
 use std::sync::Arc;
 
@@ -41,8 +45,6 @@ pub(crate) struct WriteTurn(Arc<Inner>);
 
 struct Inner {
     writer: Arc<Mutex<Option<Writer>>>,
-    /// Stops the checkpoints when the store is closed.
-    closing: Arc<tokio::sync::Notify>,
     /// The writing thread's runtime; it stops when this handle's last clone is dropped.
     runtime: tokio::runtime::Handle,
     _stop: tokio::sync::oneshot::Sender<()>,
@@ -52,22 +54,9 @@ impl WriteTurn {
     pub(crate) async fn connect(options: &AnyConnectOptions) -> Result<WriteTurn, sqlx::Error> {
         let mut conn = options.connect().await?;
         conn.execute(super::SQLITE_PRAGMAS).await?;
-        // Checkpoints (copying the WAL back into the database file, and its fsync) run beside
-        // the writes instead of inside whichever commit crosses SQLite's threshold, which held
-        // the turn for as long as the disk took.
-        conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
-        let mut checkpoints = options.connect().await?;
-        checkpoints.execute(super::SQLITE_PRAGMAS).await?;
         let (runtime, stop) = writing_thread()?;
-        let closing = Arc::new(tokio::sync::Notify::new());
-        runtime.spawn(checkpoint_every(
-            CHECKPOINT_INTERVAL,
-            checkpoints,
-            Arc::clone(&closing),
-        ));
         Ok(WriteTurn(Arc::new(Inner {
             writer: Arc::new(Mutex::new(Some(Writer { conn, open: false }))),
-            closing,
             runtime,
             _stop: stop,
         })))
@@ -103,43 +92,14 @@ impl WriteTurn {
         Ok(turn)
     }
 
-    /// Closes the connection once the current turn ends, and the checkpoints' connection after
-    /// a last checkpoint; later turns fail.
+    /// Closes the connection once the current turn ends; later turns fail.
     pub(crate) async fn close(&self) {
-        self.0.closing.notify_one();
         let writer = self.0.writer.lock().await.take();
         if let Some(writer) = writer
             && let Err(e) = sqlx::Connection::close(writer.conn).await
         {
             tracing::warn!(error = %e, "closing the SQLite writing connection");
         }
-    }
-}
-
-/// How often the WAL is checkpointed. SQLite's own threshold (1,000 pages) takes a few
-/// hundred trades; a passive checkpoint copies what is committed and never waits for writers
-/// or readers, so a busy moment only delays it to the next round.
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
-
-async fn checkpoint_every(
-    interval: std::time::Duration,
-    mut conn: AnyConnection,
-    closing: Arc<tokio::sync::Notify>,
-) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {
-                if let Err(e) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
-                    tracing::warn!(error = %e, "SQLite checkpoint");
-                }
-            }
-            () = closing.notified() => break,
-        }
-    }
-    if let Err(e) = sqlx::Connection::close(conn).await {
-        tracing::warn!(error = %e, "closing the SQLite checkpoint connection");
     }
 }
 
