@@ -2,9 +2,9 @@
 //!
 //! On SQLite every statement is a hand-off to the connection's own thread and back, made while
 //! this process's write turn is held, so the turn lasts as long as its hand-offs: under load
-//! each costs ~90 µs of wake-ups, more than the statement itself (BENCHMARKS.md, "One hand-off
-//! per batch"). A batch goes to SQLite as one multi-statement command: one hand-off for all of
-//! its statements. PostgreSQL's extended protocol takes one statement per command, so there a
+//! each cost ~90 µs of wake-ups, more than the statement itself (BENCHMARKS.md, "One command
+//! per write, one writing connection"). A batch goes to SQLite as one multi-statement command:
+//! one hand-off for all of its statements. PostgreSQL's extended protocol takes one statement per command, so there a
 //! batch runs its statements one after another, exactly as separate calls would.
 //!
 //! The statements of a batch must not need each other's results to be built; they may read
@@ -14,7 +14,8 @@
 //! sqlx's SQLite driver runs a query string of several statements with its parameters bound
 //! across them; upstream calls that behaviour deprecated (launchbadge/sqlx#3108) without a
 //! replacement. Should a release drop it, `Batch::new` can send SQLite's statements separately
-//! as it does PostgreSQL's; `batches_run_as_one_command_on_sqlite` (tests) would say so.
+//! as it does PostgreSQL's. The SQLite tests of publishing, settling and the ledger would say
+//! so: they read what every statement of those batches wrote.
 
 use futures_util::TryStreamExt;
 use sqlx::AnyConnection;
