@@ -278,7 +278,9 @@ async fn transact_on_writer(
         }
     };
     // BEGIN's (and COMMIT's) outcomes are not the caller's.
-    done.remove(0);
+    if !done.is_empty() {
+        done.remove(0);
+    }
     let committed = match keep {
         None => {
             done.pop();
