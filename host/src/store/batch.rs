@@ -80,6 +80,14 @@ impl Batch {
         self.statements
     }
 
+    /// The database the batch was built for: SQLite's statements are joined.
+    pub(crate) fn backend(&self) -> Backend {
+        match self.parts {
+            Parts::Joined { .. } => Backend::Sqlite,
+            Parts::Separate(_) => Backend::Postgres,
+        }
+    }
+
     /// Adds a statement written with `$1…$n` (each parameter numbered, none anonymous); bind
     /// its parameters, in order, on the returned handle.
     pub(crate) fn push(&mut self, sql: &str) -> Binder<'_> {

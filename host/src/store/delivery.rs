@@ -48,9 +48,9 @@ impl Store {
         upsert
             .push(
                 "INSERT INTO account_delivery_keys (account_id, recipient, updated_at) \
-             VALUES ($1, $2, $3) \
-             ON CONFLICT (account_id) DO UPDATE \
-               SET recipient = excluded.recipient, updated_at = excluded.updated_at",
+                 VALUES ($1, $2, $3) \
+                 ON CONFLICT (account_id) DO UPDATE \
+                   SET recipient = excluded.recipient, updated_at = excluded.updated_at",
             )
             .bind(account_id.as_str())
             .bind(recipient)
@@ -80,10 +80,10 @@ impl Store {
         upsert
             .push(
                 "INSERT INTO resource_delivery_keys (resource_id, sealed, recipient, updated_at) \
-             VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (resource_id) DO UPDATE \
-               SET sealed = excluded.sealed, recipient = excluded.recipient, \
-                   updated_at = excluded.updated_at",
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (resource_id) DO UPDATE \
+                   SET sealed = excluded.sealed, recipient = excluded.recipient, \
+                       updated_at = excluded.updated_at",
             )
             .bind(resource_id)
             .bind(&key.sealed)
@@ -175,10 +175,10 @@ impl Store {
             .bind(&f.blake3)
             .bind(f.uploaded_at);
         let done = self.write_batch(batch).await?;
-        let old = match done.first().and_then(|o| o.rows.first()) {
-            Some(row) => Some(row.try_get("object_key")?),
-            None => None,
-        };
-        Ok(old)
+        Ok(done
+            .first()
+            .and_then(|o| o.rows.first())
+            .map(|row| row.try_get("object_key"))
+            .transpose()?)
     }
 }

@@ -39,9 +39,9 @@ impl Store {
         insert
             .push(
                 "INSERT INTO demands (id, demander_account_id, demander_name, data_category, \
-               key_words, description, data_type, subscribe_confirm, status, created_at, \
-               updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                   key_words, description, data_type, subscribe_confirm, status, created_at, \
+                   updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(&d.id)
             .bind(d.demander_account_id.as_str())
@@ -91,14 +91,7 @@ impl Store {
             .bind(id)
             .bind(PublicationStatus::Published.as_str())
             .bind(now_millis());
-        replace_terms(
-            &mut batch,
-            self.backend(),
-            Side::Demand,
-            id,
-            data_type,
-            terms,
-        );
+        replace_terms(&mut batch, Side::Demand, id, data_type, terms);
         self.write_batch(batch).await?;
         Ok(())
     }
@@ -115,7 +108,7 @@ impl Store {
                 .await?;
         if changed {
             let mut batch = Batch::new(self.backend());
-            delete_terms(&mut batch, self.backend(), Side::Demand, id);
+            delete_terms(&mut batch, Side::Demand, id);
             tx.run(batch).await?;
         }
         tx.commit().await?;

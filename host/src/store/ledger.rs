@@ -103,10 +103,18 @@ pub(crate) fn push_post(batch: &mut Batch, t: &LedgerTransaction) -> Posting {
 }
 
 impl Posting {
-    /// Whether every posting fitted its account's limits, from the batch's outcomes.
+    /// The first account whose posting ran and did not fit its limits.
+    fn refused<'p>(&'p self, done: &[Outcome]) -> Option<&'p String> {
+        let postings = done.iter().skip(self.header + 1);
+        postings
+            .zip(&self.accounts)
+            .find(|(o, _)| o.rows_affected != 1)
+            .map(|(_, account)| account)
+    }
+
+    /// Whether every posting ran and fitted its account's limits, from the batch's outcomes.
     pub(crate) fn fits(&self, done: &[Outcome]) -> bool {
-        let postings = done.iter().skip(self.header + 1).take(self.accounts.len());
-        postings.len() == self.accounts.len() && postings.into_iter().all(|o| o.rows_affected == 1)
+        done.len() > self.header + self.accounts.len() && self.refused(done).is_none()
     }
 
     /// The posting's outcome, from the outcomes of the batch's statements that ran (`done`)
@@ -118,11 +126,7 @@ impl Posting {
         done: &[Outcome],
         error: Option<sqlx::Error>,
     ) -> Result<PostOutcome, StoreError> {
-        let postings = done.iter().skip(self.header + 1).take(self.accounts.len());
-        if let Some((_, account)) = postings
-            .zip(&self.accounts)
-            .find(|(o, _)| o.rows_affected != 1)
-        {
+        if let Some(account) = self.refused(done) {
             return Ok(PostOutcome::LimitReached {
                 account: account.clone(),
             });

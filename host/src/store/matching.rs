@@ -35,13 +35,13 @@ fn clear_terms(batch: &mut Batch, side: Side, item_id: &str) {
     batch
         .push("DELETE FROM match_terms WHERE side = $1 AND item_id = $2")
         .bind(side.as_str())
-        .bind(item_id.to_owned());
+        .bind(item_id);
 }
 
 /// Records in the change feed that an item entered (`live`) or left the index. Taking the next
 /// version locks the counter row until commit, so versions are handed out in commit order.
-fn record_change(batch: &mut Batch, backend: Backend, side: Side, item_id: &str, live: bool) {
-    let item = match backend {
+fn record_change(batch: &mut Batch, side: Side, item_id: &str, live: bool) {
+    let item = match batch.backend() {
         // PostgreSQL takes the version in a data-modifying CTE: one statement.
         Backend::Postgres => batch.push(
             "WITH next AS (UPDATE match_state SET version = version + 1 WHERE id = 1 \
@@ -62,21 +62,18 @@ fn record_change(batch: &mut Batch, backend: Backend, side: Side, item_id: &str,
             )
         }
     };
-    item.bind(side.as_str())
-        .bind(item_id.to_owned())
-        .bind(i64::from(live));
+    item.bind(side.as_str()).bind(item_id).bind(i64::from(live));
 }
 
 /// Adds to `batch` what takes an item out of the index.
-pub(crate) fn delete_terms(batch: &mut Batch, backend: Backend, side: Side, item_id: &str) {
+pub(crate) fn delete_terms(batch: &mut Batch, side: Side, item_id: &str) {
     clear_terms(batch, side, item_id);
-    record_change(batch, backend, side, item_id, false);
+    record_change(batch, side, item_id, false);
 }
 
 /// Adds to `batch` what replaces an item's index entries with `terms`.
 pub(crate) fn replace_terms(
     batch: &mut Batch,
-    backend: Backend,
     side: Side,
     item_id: &str,
     data_type: &str,
@@ -85,27 +82,22 @@ pub(crate) fn replace_terms(
     clear_terms(batch, side, item_id);
     let entries: Vec<(TermField, &str)> = terms.entries().collect();
     for chunk in entries.chunks(INSERT_BATCH) {
-        let mut sql =
-            String::from("INSERT INTO match_terms (side, data_type, field, term, item_id) VALUES ");
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('(');
-            sql.push_str(&placeholders(i * 5 + 1, 5));
-            sql.push(')');
-        }
+        // Numbered parameters: a batch shifts them past the statements before it.
+        let sql = format!(
+            "INSERT INTO match_terms (side, data_type, field, term, item_id) VALUES {}",
+            value_rows(Backend::Postgres, chunk.len(), 5)
+        );
         let mut statement = batch.push(&sql);
         for (field, term) in chunk {
             statement = statement
                 .bind(side.as_str())
-                .bind(data_type.to_owned())
+                .bind(data_type)
                 .bind(field.code())
-                .bind((*term).to_owned())
-                .bind(item_id.to_owned());
+                .bind(*term)
+                .bind(item_id);
         }
     }
-    record_change(batch, backend, side, item_id, true);
+    record_change(batch, side, item_id, true);
 }
 
 /// An item whose index entry changed after some version.

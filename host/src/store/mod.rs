@@ -48,24 +48,25 @@ impl Tx {
     }
 
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.end("COMMIT").await
+        match self.tx {
+            Open::Postgres(tx) => tx.commit().await,
+            Open::Sqlite(turn) => end(turn, "COMMIT").await,
+        }
     }
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.end("ROLLBACK").await
-    }
-
-    async fn end(self, how: &'static str) -> Result<(), sqlx::Error> {
         match self.tx {
-            Open::Postgres(tx) if how == "COMMIT" => tx.commit().await,
             Open::Postgres(tx) => tx.rollback().await,
-            Open::Sqlite(mut turn) => {
-                turn.conn.execute(how).await?;
-                turn.open = false;
-                Ok(())
-            }
+            Open::Sqlite(turn) => end(turn, "ROLLBACK").await,
         }
     }
+}
+
+/// Ends the transaction open on SQLite's writing connection with `statement`.
+async fn end(mut turn: writer::Turn, statement: &'static str) -> Result<(), sqlx::Error> {
+    turn.conn.execute(statement).await?;
+    turn.open = false;
+    Ok(())
 }
 
 impl std::ops::Deref for Tx {

@@ -106,14 +106,7 @@ impl Store {
                 Err(e) => classified(e),
             };
         };
-        replace_terms(
-            &mut insert,
-            self.backend(),
-            Side::Resource,
-            &r.id,
-            &r.data_type,
-            terms,
-        );
+        replace_terms(&mut insert, Side::Resource, &r.id, &r.data_type, terms);
         match self.write_batch(insert).await {
             Ok(_) => Ok(ResourceInsert::Created),
             Err(stopped) => classified(stopped.error),
@@ -141,18 +134,12 @@ impl Store {
             .bind(r.terms.map(|t| t.price.minor()))
             .bind(r.updated_at)
             .bind(r.usage_restrictions.as_ref().map(|v| v.to_string()));
-        replace_terms(
-            &mut batch,
-            self.backend(),
-            Side::Resource,
-            &r.id,
-            &r.data_type,
-            terms,
-        );
+        replace_terms(&mut batch, Side::Resource, &r.id, &r.data_type, terms);
         self.write_batch(batch).await?;
         Ok(())
     }
 
+    /// Looks a resource up by registration id, and by data id when one is given.
     pub async fn resource_by_ref(
         &self,
         registration_id: &str,
@@ -241,10 +228,8 @@ impl Store {
             .bind(now_millis())
             .bind(usage_restrictions.map(|v| v.to_string()));
         match index {
-            Some((data_type, t)) => {
-                replace_terms(&mut batch, self.backend(), Side::Resource, id, data_type, t)
-            }
-            None => delete_terms(&mut batch, self.backend(), Side::Resource, id),
+            Some((data_type, t)) => replace_terms(&mut batch, Side::Resource, id, data_type, t),
+            None => delete_terms(&mut batch, Side::Resource, id),
         }
         self.write_batch(batch).await?;
         Ok(())
@@ -267,7 +252,7 @@ impl Store {
         .await?;
         if changed {
             let mut batch = Batch::new(self.backend());
-            delete_terms(&mut batch, self.backend(), Side::Resource, id);
+            delete_terms(&mut batch, Side::Resource, id);
             tx.run(batch).await?;
         }
         tx.commit().await?;

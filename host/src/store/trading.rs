@@ -350,11 +350,7 @@ impl Store {
                 _ => SettleOutcome::NotSettleable,
             });
         }
-        if done.is_empty()
-            && let Some(e) = error
-        {
-            return Err(StoreError::Database(e));
-        }
+        // An error before the postings (the mark itself failed) comes back as it is.
         match posting.outcome(&done, error)? {
             PostOutcome::LimitReached { account } => Ok(SettleOutcome::LimitReached { account }),
             // The confirmation's row serialises its settlements, so its ledger reference can
@@ -443,7 +439,7 @@ impl Store {
         insert
             .push(
                 "INSERT INTO deliveries (id, confirm_id, license_id, proof, delivered_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(&d.id)
             .bind(&d.confirm_id)
