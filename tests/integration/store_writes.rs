@@ -199,7 +199,85 @@ async fn a_sqlite_write_handed_over_runs_to_its_end() {
     assert_eq!(feed, 1);
 }
 
+/// Text a batch carries reaches the database exactly as written, whatever it holds. On SQLite
+/// a batch is one command whose `$N` are renumbered across its statements (store/batch.rs):
+/// quotes, backslashes and `$N` inside a value must stay in the value, and a term list that
+/// grows the batch must not shift another statement's parameters.
+async fn text_in_a_batch_is_stored_as_written(app: TestApp) {
+    let store = &app.store;
+    let carol = app.user("carol").await;
+    let keywords: Vec<String> = [
+        "it's",
+        r"back\slash",
+        r"\'; DELETE FROM demands; --",
+        "$1 $2",
+        "E'x'",
+        "引号'\"",
+        r"\x00ff",
+        "''",
+        r"\",
+        "naïve 💡",
+    ]
+    .iter()
+    .map(|k| (*k).to_owned())
+    .collect();
+    let terms = Terms::of(&keywords, &[], None);
+    let data_type = r"data'type\ $1";
+    let id = app
+        .register_demand_from(&carol, &register_demand("carol", &["plain"], "dataset"))
+        .await;
+    store
+        .publish_demand(&id, data_type, &terms)
+        .await
+        .expect("publish");
+    let rows = sqlx::query(
+        "SELECT term, data_type FROM match_terms WHERE item_id = $1 AND field = 'k' ORDER BY term",
+    )
+    .bind(&id)
+    .fetch_all(store.pool())
+    .await
+    .expect("terms");
+    let stored: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.get("term"), r.get("data_type")))
+        .collect();
+    let expected: Vec<(String, String)> = terms
+        .keywords
+        .iter()
+        .map(|k| (k.clone(), data_type.to_owned()))
+        .collect();
+    assert_eq!(stored.len(), keywords.len(), "{stored:?}");
+    assert_eq!(stored, expected);
+    let demands: i64 = sqlx::query("SELECT COUNT(*) FROM demands")
+        .fetch_one(store.pool())
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(demands, 1, "the demand survived its own keywords");
+
+    if matches!(app.db, crate::support::TestDb::Postgres { .. }) {
+        // PostgreSQL text cannot hold NUL (SQLite's can): refused, and nothing of the batch is
+        // written.
+        let other = app
+            .register_demand_from(&carol, &register_demand("carol", &["plain"], "dataset"))
+            .await;
+        let nul = Terms::of(&["nul\0byte".to_owned()], &[], None);
+        assert!(store.publish_demand(&other, "dataset", &nul).await.is_err());
+        let row = sqlx::query(
+            "SELECT d.status, (SELECT COUNT(*) FROM match_terms t WHERE t.item_id = d.id) AS terms \
+             FROM demands d WHERE d.id = $1",
+        )
+        .bind(&other)
+        .fetch_one(store.pool())
+        .await
+        .expect("demand");
+        assert_ne!(row.get::<String, _>("status"), "published");
+        assert_eq!(row.get::<i64, _>("terms"), 0);
+    }
+}
+
 on_both_backends!(
+    text_in_a_batch_is_stored_as_written,
     a_dropped_transaction_is_rolled_back,
     a_cancelled_write_is_all_or_nothing,
     a_cancelled_begin_leaves_no_transaction_open
